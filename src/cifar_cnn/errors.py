@@ -1,0 +1,23 @@
+"""Exceptions raised by cifar-cnn for problems a user can fix."""
+
+from __future__ import annotations
+
+
+class CifarCnnError(Exception):
+    """Base class: a clear, user-facing problem (bad input, missing file, wrong setting)."""
+
+
+class DataError(CifarCnnError):
+    """A dataset source is missing, unreadable or not in a layout cifar-cnn understands."""
+
+
+class RunError(CifarCnnError):
+    """A run directory or model file is missing, incomplete or inconsistent."""
+
+
+class ImageError(CifarCnnError):
+    """An image file given for prediction could not be read."""
+
+
+class ConfigError(CifarCnnError, ValueError):
+    """A setting is invalid: an unknown recipe, model or augmentation, or an out-of-range value."""

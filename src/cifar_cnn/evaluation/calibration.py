@@ -1,0 +1,215 @@
+"""Confidence calibration: expected calibration error, reliability bins and temperature scaling.
+
+A classifier is *calibrated* when, among the images it labels with confidence ``p``, a fraction
+``p`` is correct. These helpers measure that (ECE, reliability bins) and fix the most common
+miscalibration of CNNs, over-confidence, with a single scalar temperature fitted on held-out
+data (Guo et al., 2017, "On Calibration of Modern Neural Networks").
+
+Everything here is pure numpy/scipy so it can run without TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
+
+# Probabilities are clipped to this before taking logs, so a hard 0 does not become -inf.
+PROB_FLOOR = 1e-12
+
+# Search range for the temperature, as log T: T in [exp(-5), exp(5)] ~ [0.0067, 148].
+_LOG_T_BOUNDS = (-5.0, 5.0)
+
+
+def validate_probs_and_labels(probs: Any, y_true: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Check and convert a (probabilities, labels) pair.
+
+    Shared by the evaluation modules so every function rejects bad input the same way.
+
+    Args:
+        probs: class probabilities, shape ``(N, C)``.
+        y_true: integer labels, shape ``(N,)`` (Keras-style ``(N, 1)`` is accepted and
+            flattened).
+
+    Returns:
+        ``(probs, y_true)`` as float64 ``(N, C)`` and int64 ``(N,)`` arrays.
+
+    Raises:
+        ValueError: on wrong shapes, lengths, non-finite or negative probabilities,
+            non-integer labels or labels outside ``[0, C)``.
+    """
+    p = np.asarray(probs)
+    if p.ndim != 2 or p.shape[1] < 1:
+        raise ValueError(f"probs must be a 2-D array of shape (N, C); received shape {p.shape}.")
+    if p.shape[0] == 0:
+        raise ValueError("probs must contain at least one row; received shape (0, C).")
+    if not np.issubdtype(p.dtype, np.number) or np.issubdtype(p.dtype, np.complexfloating):
+        raise ValueError(f"probs must be a real numeric array; received dtype {p.dtype}.")
+    p = p.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probs must be finite; received NaN or infinite values.")
+    if np.any(p < 0):
+        raise ValueError(f"probs must be non-negative; received a minimum of {p.min():.6g}.")
+
+    y = np.asarray(y_true)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"y_true must be a 1-D array of integer labels of shape (N,); "
+            f"received shape {np.asarray(y_true).shape}."
+        )
+    if y.shape[0] != p.shape[0]:
+        raise ValueError(
+            f"y_true and probs must have the same number of rows; received {y.shape[0]} "
+            f"labels and {p.shape[0]} probability rows."
+        )
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError("y_true must contain integer class labels; received non-integers.")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y_true must contain integer class labels; received dtype {y.dtype}.")
+    y = y.astype(np.int64)
+    num_classes = p.shape[1]
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(
+            f"y_true labels must lie in [0, {num_classes}) for probs with {num_classes} "
+            f"columns; received labels from {y.min()} to {y.max()}."
+        )
+    return p, y
+
+
+def _check_n_bins(n_bins: int) -> int:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer; received {n_bins!r}.")
+    return int(n_bins)
+
+
+def _bin_stats(
+    probs: Any, y_true: Any, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(edges, correct_sum, confidence_sum, count)`` per equal-width bin on (0, 1]."""
+    p, y = validate_probs_and_labels(probs, y_true)
+    n_bins = _check_n_bins(n_bins)
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Bin i holds confidences in (edges[i], edges[i + 1]]; anything <= 0 goes to the first bin
+    # and anything > 1 (rows that sum to slightly more than 1) to the last.
+    idx = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
+    correct_sum = np.bincount(idx, weights=correct, minlength=n_bins)
+    confidence_sum = np.bincount(idx, weights=confidence, minlength=n_bins)
+    return edges, correct_sum, confidence_sum, count
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-1 prediction.
+
+    Confidences (the max probability of each row) are grouped into ``n_bins`` equal-width bins
+    on (0, 1]; ECE is ``sum_b |accuracy_b - confidence_b| * count_b / N``.
+
+    Args:
+        probs: class probabilities, shape ``(N, C)``.
+        y_true: integer labels, shape ``(N,)``.
+        n_bins: number of confidence bins.
+
+    Returns:
+        The ECE as a float in ``[0, 1]``.
+    """
+    _, correct_sum, confidence_sum, count = _bin_stats(probs, y_true, n_bins)
+    return float(np.abs(correct_sum - confidence_sum).sum() / count.sum())
+
+
+def reliability_bins(probs: Any, y_true: Any, n_bins: int = 15) -> dict[str, list]:
+    """Per-bin accuracy and mean confidence, the data behind a reliability diagram.
+
+    Args:
+        probs: class probabilities, shape ``(N, C)``.
+        y_true: integer labels, shape ``(N,)``.
+        n_bins: number of equal-width confidence bins on (0, 1].
+
+    Returns:
+        A JSON-serialisable dict with lists ``bin_edges`` (``n_bins + 1`` floats),
+        ``accuracy``, ``confidence`` (``n_bins`` floats, ``None`` for empty bins) and
+        ``count`` (``n_bins`` ints).
+    """
+    edges, correct_sum, confidence_sum, count = _bin_stats(probs, y_true, n_bins)
+    accuracy: list[float | None] = []
+    confidence: list[float | None] = []
+    for c_sum, conf_sum, n in zip(correct_sum, confidence_sum, count, strict=True):
+        accuracy.append(float(c_sum / n) if n > 0 else None)
+        confidence.append(float(conf_sum / n) if n > 0 else None)
+    return {
+        "bin_edges": [float(e) for e in edges],
+        "accuracy": accuracy,
+        "confidence": confidence,
+        "count": [int(n) for n in count],
+    }
+
+
+def _log_probs(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(probs, PROB_FLOOR, None))
+
+
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """Fit the temperature that minimises the negative log-likelihood of the labels.
+
+    Uses ``log(probs)`` as logits (softmax is shift-invariant, so this recovers the logits up to
+    a per-row constant) and minimises ``NLL(softmax(logits / T))`` over ``log T`` with a
+    bounded scalar search. Fit on a validation split, not on the test set you report.
+
+    Args:
+        probs: class probabilities, shape ``(N, C)``.
+        y_true: integer labels, shape ``(N,)``.
+
+    Returns:
+        The temperature ``T > 0``; ``T > 1`` softens over-confident predictions.
+    """
+    p, y = validate_probs_and_labels(probs, y_true)
+    logits = _log_probs(p)
+    true_logit = logits[np.arange(len(y)), y]
+
+    def nll(log_t: float) -> float:
+        inv_t = np.exp(-log_t)
+        return float(np.mean(logsumexp(logits * inv_t, axis=1) - true_logit * inv_t))
+
+    result = minimize_scalar(nll, bounds=_LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-5})
+    return float(np.exp(result.x))
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Rescale probabilities with a temperature: ``softmax(log(probs) / T)``.
+
+    Args:
+        probs: class probabilities, shape ``(N, C)``.
+        temperature: ``T > 0``, e.g. from :func:`fit_temperature`.
+
+    Returns:
+        float64 array of shape ``(N, C)`` whose rows sum to 1.
+
+    Raises:
+        ValueError: if ``probs`` is not a valid ``(N, C)`` array or ``T`` is not a finite
+            positive number.
+    """
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"temperature must be a finite positive number; received {temperature!r}."
+        ) from None
+    if not np.isfinite(t) or t <= 0:
+        raise ValueError(f"temperature must be a finite positive number; received {temperature!r}.")
+    p = np.asarray(probs)
+    if p.ndim != 2 or p.shape[1] < 1:
+        raise ValueError(f"probs must be a 2-D array of shape (N, C); received shape {p.shape}.")
+    p = p.astype(np.float64)
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError("probs must be finite and non-negative.")
+    scaled = _log_probs(p) / t
+    scaled -= scaled.max(axis=1, keepdims=True)
+    out = np.exp(scaled)
+    out /= out.sum(axis=1, keepdims=True)
+    return out

@@ -1,0 +1,140 @@
+"""Evaluating a run: predictions on a split, metrics, calibration and the report."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from cifar_cnn.data import CifarData, load_cifar10, split_validation
+from cifar_cnn.errors import DataError, RunError
+from cifar_cnn.evaluation.calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+)
+from cifar_cnn.evaluation.metrics import classification_metrics
+from cifar_cnn.evaluation.plots import read_history_csv
+from cifar_cnn.evaluation.report import write_report
+from cifar_cnn.files import write_json
+from cifar_cnn.predict.classifier import Classifier, predict_probs
+from cifar_cnn.runs import open_run
+
+
+def _split(ds: CifarData, meta: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split == "test":
+        return ds.x_test, ds.y_test
+    if split == "val":
+        settings = meta.get("settings", {})
+        if not settings.get("val_size"):
+            raise RunError(
+                "This run was trained without a validation split; train with "
+                "--val-size N to evaluate on one, or use --split test."
+            )
+        _, _, x_val, y_val = split_validation(
+            ds.x_train, ds.y_train, settings["val_size"], seed=settings["seed"]
+        )
+        return x_val, y_val
+    raise ValueError(f"split must be 'test' or 'val'. Received: split={split!r}")
+
+
+def evaluate(
+    run: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | CifarData | None = None,
+    split: str = "test",
+    tta: bool | None = None,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a trained run and write ``RUN/report/`` (metrics.json, plots, report.html).
+
+    When the run has a validation split, the temperature that minimises validation NLL is
+    learned and saved to ``RUN/calibration.json`` for ``predict --calibrated``.
+
+    Args:
+        run: a run directory.
+        data: the dataset (default: as for training, see `cifar_cnn.data.load_cifar10`).
+        split: "test" (the full test set) or "val" (the run's validation split).
+        tta: horizontal-flip test-time augmentation; default: what the recipe says.
+        report: write the report folder (metrics are returned either way).
+
+    Returns:
+        The metrics dict (as in metrics.json).
+
+    Raises:
+        RunError: a missing or incomplete run. DataError: data that does not match the run.
+    """
+    t0 = time.perf_counter()
+    rd = open_run(run)
+    meta = rd.read_metadata()
+    clf = Classifier.load(rd.path)
+    ds = load_cifar10(data)
+    if list(ds.class_names) != list(clf.class_names):
+        raise DataError(
+            f"The data's classes {list(ds.class_names)} differ from the classes "
+            f"{list(clf.class_names)} that {rd.path} was trained on."
+        )
+    use_tta = clf.tta if tta is None else tta
+    x, y = _split(ds, meta, split)
+    probs = predict_probs(clf.model, x, tta=use_tta)
+    metrics = classification_metrics(y, probs, clf.class_names)
+
+    has_val = bool(meta.get("settings", {}).get("val_size"))
+    if has_val:
+        val_x, val_y = _split(ds, meta, "val")
+        val_probs = probs if split == "val" else predict_probs(clf.model, val_x, tta=use_tta)
+        temperature = fit_temperature(val_probs, val_y)
+        source = "validation"
+        write_json(
+            rd.calibration,
+            {
+                "temperature": temperature,
+                "fit_on": "validation",
+                "num_images": len(val_y),
+                "tta": use_tta,
+            },
+        )
+    else:
+        temperature = fit_temperature(probs, y)
+        source = f"{split} (no validation split in this run: optimistic, not saved)"
+    metrics.update(
+        split=split,
+        tta=use_tta,
+        temperature=float(temperature),
+        temperature_fit_on=source,
+        ece_calibrated=float(expected_calibration_error(apply_temperature(probs, temperature), y)),
+        run=rd.name,
+        model=meta.get("recipe", {}).get("model"),
+        recipe=meta.get("recipe", {}).get("name"),
+        dataset_fingerprint_matches=(ds.fingerprint == meta.get("dataset", {}).get("fingerprint")),
+    )
+    metrics["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
+    if report:
+        history = read_history_csv(rd.history) if rd.history.is_file() else None
+        info = {
+            "run": str(rd.path),
+            "model": metrics["model"],
+            "recipe": metrics["recipe"],
+            "split": split,
+            "images": metrics["num_images"],
+            "test-time augmentation": "horizontal flip" if use_tta else "none",
+            "temperature learned on": source,
+            "trained for": f"{meta.get('epochs_done', '?')} epochs, seed "
+            f"{meta.get('settings', {}).get('seed', '?')}",
+            "training time": f"{meta.get('train_seconds', '?')} s",
+        }
+        write_report(
+            rd.report,
+            metrics=metrics,
+            images=x,
+            y_true=y,
+            probs=probs,
+            class_names=clf.class_names,
+            history=history,
+            temperature=temperature,
+            title=f"cifar-cnn evaluation: {rd.name}",
+            info=info,
+        )
+    return metrics

@@ -1,0 +1,384 @@
+"""Write a complete evaluation report (metrics.json, PNG plots and one self-contained HTML page).
+
+The report directory is replaced atomically: everything is built in a temporary sibling
+directory and only swapped into place once complete, so an interrupted evaluation never
+leaves a half-written report where a good one was.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifar_cnn.evaluation.calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    validate_probs_and_labels,
+)
+from cifar_cnn.evaluation.plots import (
+    plot_confident_mistakes,
+    plot_confused_pairs,
+    plot_confusion_matrix,
+    plot_per_class_metrics,
+    plot_reliability,
+    plot_training_curves,
+)
+
+METRICS_FILE = "metrics.json"
+HTML_FILE = "report.html"
+REQUIRED_METRICS = ("accuracy", "per_class", "confusion_matrix")
+
+# (file name, section heading, one-line explanation) in the order they appear in the page.
+PLOTS: tuple[tuple[str, str, str], ...] = (
+    (
+        "training_curves.png",
+        "Training curves",
+        "Loss and accuracy per epoch; training solid, validation dashed.",
+    ),
+    (
+        "confusion_matrix.png",
+        "Confusion matrix",
+        "Rows are the true class, columns the predicted class.",
+    ),
+    (
+        "per_class.png",
+        "Per-class precision, recall and F1",
+        "The dashed line is the macro-averaged F1.",
+    ),
+    (
+        "reliability.png",
+        "Calibration",
+        "Accuracy per confidence bin; bars below the diagonal mean over-confidence.",
+    ),
+    (
+        "confident_mistakes.png",
+        "Most confident mistakes",
+        "Wrong predictions with the highest predicted probability.",
+    ),
+    (
+        "confused_pairs.png",
+        "Most confused class pairs",
+        "The most frequent (true → predicted) confusions with example images.",
+    ),
+)
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
+       max-width: 1280px; margin: 0 auto; padding: 24px; background: #fafafa; line-height: 1.4; }
+h1 { margin: 0 0 4px; }
+h2 { margin: 32px 0 8px; border-bottom: 2px solid #ddd; padding-bottom: 4px; }
+.muted { color: #666; font-size: 0.9em; }
+table { border-collapse: collapse; background: #fff; margin: 8px 0; }
+th, td { border: 1px solid #ddd; padding: 4px 10px; }
+th { background: #f0f0f0; text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tfoot td { font-weight: 600; background: #f7f7f7; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 16px 0; }
+.card { background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: 10px 16px;
+        min-width: 120px; }
+.card .value { font-size: 1.6em; font-weight: 700; font-variant-numeric: tabular-nums; }
+.card.main .value { font-size: 2.4em; color: #1f4e9c; }
+.card .label { color: #666; font-size: 0.85em; }
+figure { margin: 8px 0 0; }
+img { max-width: 100%; height: auto; background: #fff; border: 1px solid #e4e4e4; }
+""".strip()
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays, paths and tuples to JSON types; non-finite floats -> None."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _num(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _fmt_info(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(_jsonable(value), ensure_ascii=False)
+    return str(value)
+
+
+def _card(label: str, value: str, *, element_id: str | None = None, main: bool = False) -> str:
+    id_attr = f' id="{html.escape(element_id)}"' if element_id else ""
+    css = "card main" if main else "card"
+    return (
+        f'<div class="{css}"><div class="value"{id_attr}>{html.escape(value)}</div>'
+        f'<div class="label">{html.escape(label)}</div></div>'
+    )
+
+
+def _headline(
+    metrics: Mapping[str, Any], ece_calibrated: float | None, temperature: float | None
+) -> str:
+    accuracy = float(metrics["accuracy"])
+    cards = [_card("accuracy", f"{accuracy * 100:.2f}%", element_id="headline-accuracy", main=True)]
+    macro_f1 = _num((metrics.get("macro") or {}).get("f1"))
+    optional = [
+        ("macro F1", macro_f1, "{:.4f}"),
+        ("top-5 accuracy", _num(metrics.get("top5_accuracy")), "pct"),
+        ("log-loss", _num(metrics.get("log_loss")), "{:.4f}"),
+        ("ECE", _num(metrics.get("ece")), "{:.4f}"),
+        ("ECE after temperature scaling", ece_calibrated, "{:.4f}"),
+        ("temperature", temperature, "{:.3f}"),
+        ("images", _num(metrics.get("num_images")), "{:,.0f}"),
+    ]
+    for label, value, fmt in optional:
+        if value is None:
+            continue
+        text = f"{value * 100:.2f}%" if fmt == "pct" else fmt.format(value)
+        cards.append(_card(label, text))
+    return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _info_table(info: Mapping[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(_fmt_info(value))}</td></tr>"
+        for key, value in info.items()
+    )
+    return f'<table class="info">{rows}</table>'
+
+
+def _per_class_table(metrics: Mapping[str, Any]) -> str:
+    def cells(values: Mapping[str, Any], support: Any) -> str:
+        out = []
+        for key in ("precision", "recall", "f1"):
+            num = _num(values.get(key))
+            out.append(f'<td class="num">{"—" if num is None else f"{num:.4f}"}</td>')
+        sup = _num(support)
+        out.append(f'<td class="num">{"—" if sup is None else f"{sup:,.0f}"}</td>')
+        return "".join(out)
+
+    per_class: Mapping[str, Mapping[str, Any]] = metrics["per_class"]
+    body = "".join(
+        f"<tr><td>{html.escape(str(name))}</td>{cells(values, values.get('support'))}</tr>"
+        for name, values in per_class.items()
+    )
+    total = sum(_num(v.get("support")) or 0 for v in per_class.values())
+    foot = "".join(
+        f"<tr><td>{label}</td>{cells(metrics[key], total)}</tr>"
+        for key, label in (("macro", "macro avg"), ("weighted", "weighted avg"))
+        if isinstance(metrics.get(key), Mapping)
+    )
+    head = (
+        '<tr><th>class</th><th class="num">precision</th><th class="num">recall</th>'
+        '<th class="num">F1</th><th class="num">support</th></tr>'
+    )
+    return (
+        f'<table class="per-class"><thead>{head}</thead><tbody>{body}</tbody>'
+        f"<tfoot>{foot}</tfoot></table>"
+    )
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _render_html(
+    directory: Path,
+    *,
+    title: str,
+    metrics: Mapping[str, Any],
+    info: Mapping[str, Any] | None,
+    ece_calibrated: float | None,
+    temperature: float | None,
+) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        _headline(metrics, ece_calibrated, temperature),
+    ]
+    if info:
+        parts += ["<h2>Run</h2>", _info_table(info)]
+    parts += ["<h2>Per-class metrics</h2>", _per_class_table(metrics)]
+    for file_name, heading, caption in PLOTS:
+        path = directory / file_name
+        if not path.is_file():
+            continue
+        parts += [
+            f"<h2>{html.escape(heading)}</h2>",
+            f'<p class="muted">{html.escape(caption)}</p>',
+            f'<figure><img src="{_data_uri(path)}" alt="{html.escape(heading)}"></figure>',
+        ]
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts += [
+        f'<p class="muted">Generated {html.escape(generated)} by cifar-cnn.</p>',
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _build(
+    directory: Path,
+    *,
+    metrics: Mapping[str, Any],
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    history: Mapping[str, Sequence[float]] | None,
+    temperature: float | None,
+    title: str,
+    info: Mapping[str, Any] | None,
+) -> None:
+    """Write every report file into ``directory`` (which must exist and be empty)."""
+    text = json.dumps(_jsonable(metrics), indent=2, ensure_ascii=False, allow_nan=False)
+    (directory / METRICS_FILE).write_text(text + "\n", encoding="utf-8")
+    if history and any(len(v) for v in history.values() if v is not None):
+        plot_training_curves(history, directory / "training_curves.png")
+    plot_confusion_matrix(
+        metrics["confusion_matrix"], class_names, directory / "confusion_matrix.png"
+    )
+    plot_per_class_metrics(metrics, directory / "per_class.png")
+    plot_reliability(probs, y_true, directory / "reliability.png", temperature=temperature)
+    plot_confident_mistakes(
+        images, y_true, probs, class_names, directory / "confident_mistakes.png"
+    )
+    plot_confused_pairs(images, y_true, probs, class_names, directory / "confused_pairs.png")
+
+    shown_temperature = _num(metrics.get("temperature"))
+    if shown_temperature is None:
+        shown_temperature = temperature
+    ece_calibrated = _num(metrics.get("ece_calibrated"))
+    if ece_calibrated is None and temperature is not None:
+        ece_calibrated = expected_calibration_error(apply_temperature(probs, temperature), y_true)
+    page = _render_html(
+        directory,
+        title=title,
+        metrics=metrics,
+        info=info,
+        ece_calibrated=ece_calibrated,
+        temperature=shown_temperature,
+    )
+    (directory / HTML_FILE).write_text(page, encoding="utf-8")
+
+
+def _swap_into_place(new_dir: Path, report_dir: Path) -> None:
+    """Replace ``report_dir`` with ``new_dir``; the old report survives any failure here."""
+    if not report_dir.exists():
+        new_dir.rename(report_dir)
+        return
+    old_dir = report_dir.parent / f".{report_dir.name}.old-{secrets.token_hex(4)}"
+    report_dir.rename(old_dir)
+    try:
+        new_dir.rename(report_dir)
+    except BaseException:
+        old_dir.rename(report_dir)
+        raise
+    shutil.rmtree(old_dir, ignore_errors=True)
+
+
+def write_report(
+    report_dir: str | Path,
+    *,
+    metrics: dict,
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    history: Mapping[str, Sequence[float]] | None = None,
+    temperature: float | None = None,
+    title: str = "cifar-cnn evaluation",
+    info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write metrics.json, the plots and a self-contained report.html, atomically.
+
+    The files are built in a temporary sibling directory which then replaces ``report_dir``;
+    if anything fails the previous report (if any) is left untouched and the temporary
+    directory is removed.
+
+    Args:
+        report_dir: directory to (re)create, e.g. ``RUN/report``.
+        metrics: dict from :func:`cifar_cnn.evaluation.metrics.classification_metrics`, plus
+            any extra keys (``temperature``, ``ece_calibrated``, ...); saved as metrics.json.
+        images: uint8 images ``(N, 32, 32, 3)`` matching ``y_true``, for the galleries.
+        y_true: integer labels ``(N,)``.
+        probs: class probabilities ``(N, C)``.
+        class_names: ``C`` class names.
+        history: optional training history columns (see ``plots.read_history_csv``).
+        temperature: optional fitted temperature, adds the calibrated reliability panel.
+        title: page title.
+        info: optional key/value pairs shown in the "Run" table (run name, model, ...).
+
+    Returns:
+        ``Path(report_dir)``.
+
+    Raises:
+        ValueError: on inconsistent inputs, missing metric keys, or if ``report_dir`` exists
+            and is not a directory.
+    """
+    report_dir = Path(report_dir)
+    missing = [key for key in REQUIRED_METRICS if key not in metrics]
+    if missing:
+        raise ValueError(
+            f"metrics is missing {missing}; expected a dict from classification_metrics()."
+        )
+    p, y = validate_probs_and_labels(probs, y_true)
+    if len(np.asarray(images)) != len(y):
+        raise ValueError(
+            f"images and y_true must have the same length; received {len(np.asarray(images))} "
+            f"images and {len(y)} labels."
+        )
+    if report_dir.exists() and not report_dir.is_dir():
+        raise ValueError(f"report_dir {report_dir} exists and is not a directory.")
+
+    report_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = report_dir.parent / f".{report_dir.name}.tmp-{secrets.token_hex(4)}"
+    tmp_dir.mkdir()
+    try:
+        _build(
+            tmp_dir,
+            metrics=metrics,
+            images=images,
+            y_true=y,
+            probs=p,
+            class_names=class_names,
+            history=history,
+            temperature=temperature,
+            title=title,
+            info=info,
+        )
+        _swap_into_place(tmp_dir, report_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return report_dir

@@ -1,0 +1,84 @@
+"""A recipe: everything that defines a training run, readable in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cifar_cnn.errors import ConfigError
+
+_RECIPES: dict[str, Recipe] = {}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Model + optimiser + schedule + epochs + augmentation + precision + TTA.
+
+    Every field is plain data so the resolved recipe can be written to metadata.json and a
+    run can be rebuilt from it (``Recipe.from_dict``).
+    """
+
+    name: str
+    model: str
+    epochs: int
+    batch_size: int
+    optimizer: str = "adam"  # a Keras optimizer name
+    learning_rate: float = 1e-3
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    augmentation: str | None = None  # see cifar_cnn.data.augment
+    precision: str = "float32"  # a Keras dtype policy: "float32" or "mixed_bfloat16"
+    tta: bool = False  # horizontal-flip test-time augmentation at evaluation / prediction
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1. Received: epochs={self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
+        if self.learning_rate <= 0:
+            raise ConfigError(
+                f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}")
+        if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
+            raise ConfigError("precision must be 'float32', 'mixed_bfloat16' or "
+                             f"'mixed_float16'. Received: precision={self.precision!r}")
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with the given fields changed; ``None`` values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def register_recipe(recipe: Recipe | Callable[[], Recipe]) -> Recipe:
+    """Register a recipe under its name and return it."""
+    r = recipe() if callable(recipe) else recipe
+    if r.name in _RECIPES:
+        raise ConfigError(f"A recipe named {r.name!r} is already registered.")
+    _RECIPES[r.name] = r
+    return r
+
+
+def get_recipe(name: str) -> Recipe:
+    """Look a recipe up by name.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+    """
+    if name not in _RECIPES:
+        raise ConfigError(f"Unknown recipe {name!r}. Known recipes: {', '.join(list_recipes())}.")
+    return _RECIPES[name]
+
+
+def list_recipes() -> list[str]:
+    """Names of the registered recipes."""
+    return sorted(_RECIPES)

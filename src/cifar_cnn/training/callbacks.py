@@ -1,0 +1,75 @@
+"""Keras callbacks that cifar-cnn adds to ``model.fit``."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import keras
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    m, s = divmod(seconds, 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class Progress(keras.callbacks.Callback):
+    """Progress bar with loss, accuracy, images/s and the time left for the whole run.
+
+    Adds ``images_per_sec`` (training images per second of the epoch's training phase) to
+    the epoch logs, so CSVLogger records it in history.csv. Place it before CSVLogger.
+
+    Args:
+        epochs: total epochs of the run (for the time-left estimate).
+        steps: training steps per epoch.
+        batch_size: images per step.
+        num_images: training images per epoch.
+        verbose: 1 draws a live bar (for terminals), 2 prints one line per epoch, 0 nothing.
+    """
+
+    def __init__(self, epochs: int, steps: int, num_images: int, verbose: int = 1) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.steps = steps
+        self.num_images = num_images
+        self.verbose = verbose
+        self._bar: keras.utils.Progbar | None = None
+        self._epoch_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+        self._t0 = time.perf_counter()
+        self._train_end = None
+        if self.verbose:
+            print(f"Epoch {epoch + 1}/{self.epochs}", file=sys.stdout, flush=True)
+            self._bar = keras.utils.Progbar(
+                self.steps, verbose=self.verbose, stateful_metrics=["img/s"], unit_name="step"
+            )
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        self._train_end = now
+        if self._bar is not None and self.verbose == 1:
+            done = (batch + 1) * self.num_images / self.steps
+            values = [(k, float(v)) for k, v in (logs or {}).items()]
+            values.append(("img/s", done / max(now - self._t0, 1e-9)))
+            self._bar.update(batch + 1, values=values)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        train_seconds = (self._train_end or now) - self._t0
+        ips = self.num_images / max(train_seconds, 1e-9)
+        if logs is not None:
+            logs["images_per_sec"] = ips
+        self._epoch_seconds.append(now - self._t0)
+        if self._bar is not None:
+            values = [(k, float(v)) for k, v in (logs or {}).items() if k != "images_per_sec"]
+            values.append(("img/s", ips))
+            self._bar.update(self.steps, values=values, finalize=True)
+            left = self.epochs - (epoch + 1)
+            if left:
+                recent = self._epoch_seconds[-3:]
+                eta = left * sum(recent) / len(recent)
+                print(f"  time left: about {_duration(eta)}", file=sys.stdout, flush=True)

@@ -1,0 +1,217 @@
+"""Training: a recipe, data and a seed in; a complete run directory out."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from cifar_cnn.data import CifarData, load_cifar10, split_validation
+from cifar_cnn.data.augment import make_train_dataset
+from cifar_cnn.errors import RunError
+from cifar_cnn.files import atomic_path
+from cifar_cnn.models import create_model
+from cifar_cnn.recipes import Recipe, get_recipe
+from cifar_cnn.runs import RunDir, environment_info, new_run_dir
+from cifar_cnn.training.callbacks import Progress
+
+
+def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int]
+                ) -> keras.Model:
+    """Create and compile the recipe's network under its precision policy."""
+    model = create_model(recipe.model, num_classes=num_classes, input_shape=input_shape,
+                         **recipe.model_options)
+    optimizer = keras.optimizers.get(
+        {"class_name": recipe.optimizer,
+         "config": {"learning_rate": recipe.learning_rate, **recipe.optimizer_options}}
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+        if recipe.label_smoothing
+        else keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _trim_history(path: Path, epochs_done: int) -> None:
+    """Drop history rows of epochs that the last checkpoint does not cover (killed mid-save)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
+    if len(keep) != len(rows):
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+
+
+def _checkpoint_epoch(checkpoints: Path) -> int:
+    meta = checkpoints / "training_metadata.json"
+    if not meta.is_file():
+        return 0
+    import json
+
+    return int(json.loads(meta.read_text())["epoch"])
+
+
+def train(
+    recipe: str | Recipe = "baseline",
+    *,
+    model: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    precision: str | None = None,
+    data: str | os.PathLike[str] | CifarData | None = None,
+    val_size: int = 0,
+    seed: int = 0,
+    runs_dir: str | os.PathLike[str] = "runs",
+    name: str | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    verbose: int | str = "auto",
+) -> RunDir:
+    """Train a network and write a run directory.
+
+    Args:
+        recipe: a recipe name (see ``cifar-cnn models``) or a `Recipe`.
+        model, epochs, batch_size, learning_rate, precision: override the recipe's values.
+        data: where CIFAR-10 is (see `cifar_cnn.data.load_cifar10`), or a `CifarData`.
+        val_size: hold out this many training images (stratified) as a validation set that
+            is monitored each epoch. With 0, the test set is monitored each epoch instead,
+            as the TensorFlow tutorial does; never tune settings on it.
+        seed: seeds weight initialisation, shuffling, augmentation and the validation split.
+        runs_dir: parent folder of run directories.
+        name: run folder name (default: the recipe's name, numbered if taken).
+        resume: a run directory to continue from its last checkpoint; every other setting
+            (the data path too, unless `data` is given) is read from its metadata.json.
+        verbose: "auto" (a live bar on a terminal, a line per epoch otherwise), 0, 1 or 2.
+
+    Returns:
+        The `RunDir` holding model.keras, metadata.json, history.csv, checkpoints/ and
+        tensorboard/.
+
+    Example:
+        >>> run = cifar_cnn.train("baseline", epochs=10, data="../shared/datasets/cifar10")
+        ... # doctest: +SKIP
+    """
+    if resume is not None:
+        run = RunDir(Path(resume))
+        meta = run.read_metadata()
+        if meta.get("status") == "complete":
+            raise RunError(f"{run.path} has already finished training ({meta['epochs_done']} "
+                           "epochs); start a new run instead of --resume.")
+        settings = meta["settings"]
+        r = Recipe.from_dict(meta["recipe"])
+        val_size, seed = settings["val_size"], settings["seed"]
+        if data is None:
+            data = settings.get("data")
+    else:
+        r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+        r = r.replace(model=model, epochs=epochs, batch_size=batch_size,
+                      learning_rate=learning_rate, precision=precision)
+        run = None
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+
+    ds = load_cifar10(data)
+    x_train, y_train = ds.x_train, ds.y_train
+    if val_size:
+        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, val_size, seed=seed)
+        monitor = "validation"
+    else:
+        x_val, y_val = ds.x_test, ds.y_test
+        monitor = "test"
+    if resume is not None and meta["dataset"]["fingerprint"] != ds.fingerprint:
+        raise RunError(f"The data given differs from the data {run.path} was trained on "
+                       "(dataset fingerprints differ); resume with the same --data.")
+
+    if run is None:
+        run = new_run_dir(runs_dir, name or r.name)
+        meta = {
+            "name": run.name,
+            "status": "running",
+            "class_names": list(ds.class_names),
+            "input": {"shape": list(ds.image_shape), "dtype": "uint8", "range": [0, 255],
+                      "layout": "RGB, channels last; scaled inside the model"},
+            "recipe": r.to_dict(),
+            "settings": {"seed": seed, "val_size": val_size, "monitor": monitor,
+                         "data": None if isinstance(data, CifarData) or data is None
+                         else str(Path(data).resolve())},
+            "dataset": {"source": ds.source, "fingerprint": ds.fingerprint,
+                        "num_train": len(x_train), "num_val": int(val_size),
+                        "num_test": len(ds.x_test)},
+            "environment": environment_info(),
+            "epochs_done": 0,
+        }
+        run.write_metadata(meta)
+
+    keras.utils.set_random_seed(seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(r.precision)
+    try:
+        steps = int(np.ceil(len(x_train) / r.batch_size))
+        net = build_model(r, ds.num_classes, ds.image_shape)
+        one_hot = r.label_smoothing > 0
+        train_data = make_train_dataset(x_train, y_train, r.batch_size, r.augmentation,
+                                        seed=seed, num_classes=ds.num_classes if one_hot else 0)
+        val_labels = keras.utils.to_categorical(y_val, ds.num_classes) if one_hot else y_val
+        epochs_done = _checkpoint_epoch(run.checkpoints)
+        _trim_history(run.history, epochs_done)
+        callbacks = [
+            Progress(r.epochs, steps, len(x_train), verbose=int(verbose)),
+            keras.callbacks.BackupAndRestore(str(run.checkpoints), save_freq="epoch",
+                                             double_checkpoint=True, delete_checkpoint=False),
+            keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
+            keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False),
+        ]
+        fit_kwargs: dict[str, Any] = {}
+        if isinstance(train_data, tuple):  # plain arrays: let Keras batch and shuffle
+            fit_kwargs = {"x": train_data[0], "y": train_data[1], "batch_size": r.batch_size,
+                          "shuffle": True}
+        else:
+            fit_kwargs = {"x": train_data}
+        t0 = time.perf_counter()
+        try:
+            history = net.fit(**fit_kwargs, epochs=r.epochs,
+                              validation_data=(x_val, val_labels),
+                              validation_batch_size=max(r.batch_size, 256),
+                              callbacks=callbacks, verbose=0)
+        except KeyboardInterrupt:
+            meta["status"] = "interrupted"
+            run.write_metadata(meta)
+            print(f"\nInterrupted. Continue from the last finished epoch with:\n"
+                  f"  cifar-cnn train --resume {run.path}", file=sys.stderr)
+            raise
+        train_seconds = time.perf_counter() - t0
+        with atomic_path(run.model) as tmp:
+            net.save(tmp)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+    last = {k: float(v[-1]) for k, v in history.history.items() if v}
+    prefix = "val" if monitor == "validation" else "test"
+    meta.update(
+        status="complete",
+        epochs_done=r.epochs,
+        train_seconds=round(train_seconds, 3),  # this process's fit time
+        resumed_from_epoch=epochs_done or None,
+        final_metrics={
+            "train_loss": last.get("loss"),
+            "train_accuracy": last.get("accuracy"),
+            f"{prefix}_loss": last.get("val_loss"),
+            f"{prefix}_accuracy": last.get("val_accuracy"),
+            "images_per_sec": last.get("images_per_sec"),
+        },
+    )
+    run.write_metadata(meta)
+    return run

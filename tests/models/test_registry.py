@@ -1,0 +1,52 @@
+"""Every registered network and recipe, tested by being registered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cifar_cnn.errors import ConfigError
+from cifar_cnn.models import create_model, list_models, register_model
+from cifar_cnn.recipes import Recipe, get_recipe, list_recipes
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_takes_raw_pixels_and_outputs_probabilities(name: str) -> None:
+    model = create_model(name, num_classes=7)
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    probs = np.asarray(model(x.astype("float32"), training=False))
+    assert probs.shape == (2, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_baseline_is_the_tutorial_network() -> None:
+    model = create_model("baseline")
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Rescaling", "Conv2D", "MaxPooling2D", "Conv2D",
+                     "MaxPooling2D", "Conv2D", "Flatten", "Dense", "Dense"]
+    assert model.count_params() == 122_570
+
+
+def test_unknown_and_duplicate_names() -> None:
+    with pytest.raises(ConfigError, match=r"Unknown model 'nope'\. Known models: baseline"):
+        create_model("nope")
+    with pytest.raises(ConfigError, match="already registered"):
+        register_model("baseline")(lambda **kw: None)
+    with pytest.raises(ConfigError, match="Unknown recipe"):
+        get_recipe("nope")
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_recipes_round_trip_through_metadata(name: str) -> None:
+    recipe = get_recipe(name)
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    assert recipe.model in list_models()
+
+
+def test_recipe_overrides_and_checks() -> None:
+    r = get_recipe("baseline").replace(epochs=3, batch_size=None)
+    assert r.epochs == 3 and r.batch_size == 32
+    with pytest.raises(ConfigError, match="Received: epochs=0"):
+        r.replace(epochs=0)
+    with pytest.raises(ConfigError, match="precision"):
+        r.replace(precision="float8")

@@ -1,0 +1,153 @@
+"""Training writes a complete run directory; kill-and-resume continues where it stopped."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_cnn import train
+from cifar_cnn.data import CifarData
+from cifar_cnn.data.augment import make_train_dataset
+from cifar_cnn.errors import ConfigError, RunError
+from cifar_cnn.predict import Classifier
+
+
+def _history(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_directory_is_complete(trained_run: Path, tiny_data: CifarData) -> None:
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"model.keras", "metadata.json", "history.csv", "checkpoints", "tensorboard"} <= names
+    meta = json.loads((trained_run / "metadata.json").read_text())
+    assert meta["status"] == "complete" and meta["epochs_done"] == 2
+    assert meta["class_names"] == list(tiny_data.class_names)
+    assert meta["input"]["shape"] == [32, 32, 3] and meta["input"]["range"] == [0, 255]
+    assert meta["recipe"]["name"] == "baseline" and meta["settings"]["seed"] == 0
+    assert meta["settings"]["monitor"] == "validation"
+    assert meta["dataset"]["fingerprint"] == tiny_data.fingerprint
+    assert meta["dataset"]["num_train"] == 180 and meta["dataset"]["num_val"] == 20
+    assert {"tensorflow", "keras", "numpy", "cpu"} <= meta["environment"].keys()
+    assert 0.0 <= meta["final_metrics"]["val_accuracy"] <= 1.0
+    rows = _history(trained_run / "history.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert float(rows[-1]["images_per_sec"]) > 0
+    assert any((trained_run / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_saved_model_takes_raw_pixels(trained_run: Path, tiny_data: CifarData) -> None:
+    clf = Classifier.load(trained_run)
+    probs = clf.predict(tiny_data.x_test[:4], tta=False)
+    model = keras.saving.load_model(trained_run / "model.keras", compile=False)
+    direct = model.predict(tiny_data.x_test[:4].astype("float32"), verbose=0)
+    np.testing.assert_allclose(probs, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_learns_the_tiny_task(tiny_data: CifarData, tmp_path: Path) -> None:
+    run = train("baseline", epochs=8, data=tiny_data, runs_dir=tmp_path, verbose=0)
+    acc = run.read_metadata()["final_metrics"]["test_accuracy"]
+    assert acc > 0.5, acc  # colour-coded classes; chance is 0.1
+
+
+def test_same_seed_same_start(tiny_data: CifarData, tmp_path: Path) -> None:
+    a = train("baseline", epochs=1, data=tiny_data, runs_dir=tmp_path, seed=7, verbose=0)
+    b = train("baseline", epochs=1, data=tiny_data, runs_dir=tmp_path, seed=7, verbose=0)
+    assert a.path != b.path  # numbered, never overwritten
+    ha, hb = _history(a.history), _history(b.history)
+    assert ha[0]["loss"] == hb[0]["loss"]  # bit-identical on the same machine and threads
+
+
+def test_augmentation_pipeline_batches(tiny_data: CifarData) -> None:
+    ds = make_train_dataset(tiny_data.x_train, tiny_data.y_train, 64, "flip_translate",
+                            num_classes=10)
+    xb, yb = next(iter(ds))
+    assert tuple(xb.shape) == (64, 32, 32, 3) and tuple(yb.shape) == (64, 10)
+    assert float(np.max(xb)) <= 255.0
+    with pytest.raises(ConfigError, match="Unknown augmentation"):
+        make_train_dataset(tiny_data.x_train, tiny_data.y_train, 8, "mixup")
+
+
+def test_recipe_with_augmentation_and_label_smoothing_trains(tiny_data: CifarData,
+                                                             tmp_path: Path) -> None:
+    from cifar_cnn.recipes import get_recipe
+
+    recipe = get_recipe("baseline").replace(augmentation="flip_translate",
+                                            label_smoothing=0.1, precision="mixed_bfloat16")
+    run = train(recipe, epochs=1, data=tiny_data, runs_dir=tmp_path, verbose=0)
+    assert run.model.is_file()
+    assert keras.config.dtype_policy().name == "float32"  # policy restored afterwards
+
+
+def test_resume_of_finished_run_is_refused(trained_run: Path) -> None:
+    with pytest.raises(RunError, match="already finished"):
+        train(resume=trained_run)
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "cifar_cnn", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _wait_for_epoch(run: Path, epoch: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    meta = run / "checkpoints" / "training_metadata.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended early:\n{proc.stdout.read()}")
+        try:
+            if json.loads(meta.read_text())["epoch"] >= epoch:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    pytest.fail("no checkpoint appeared")
+
+
+def test_killed_training_resumes_with_optimizer_state(folder_dataset: Path,
+                                                      tmp_path: Path) -> None:
+    epochs = 40
+    args = ["train", "--data", str(folder_dataset), "--epochs", str(epochs), "--runs-dir",
+            str(tmp_path), "--name", "r", "--batch-size", "16"]
+    proc = _cli(*args)
+    run = tmp_path / "r"
+    _wait_for_epoch(run, 3, proc)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait(timeout=30)
+    stopped_at = json.loads((run / "checkpoints/training_metadata.json").read_text())["epoch"]
+    assert stopped_at < epochs and not (run / "model.keras").exists()
+
+    resumed = _cli("train", "--resume", str(run))
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert f"Epoch {stopped_at + 1}/{epochs}" in out and "Epoch 1/" not in out
+    epochs_logged = [int(r["epoch"]) for r in _history(run / "history.csv")]
+    assert epochs_logged == list(range(epochs))
+    model = keras.saving.load_model(run / "model.keras")
+    steps = int(np.ceil(120 / 16))
+    assert int(model.optimizer.iterations.numpy()) == epochs * steps  # state carried over
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "complete" and meta["resumed_from_epoch"] == stopped_at
+
+
+def test_ctrl_c_says_how_to_resume(folder_dataset: Path, tmp_path: Path) -> None:
+    proc = _cli("train", "--data", str(folder_dataset), "--epochs", "200", "--runs-dir",
+                str(tmp_path), "--name", "c")
+    _wait_for_epoch(tmp_path / "c", 1, proc)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert f"cifar-cnn train --resume {tmp_path / 'c'}" in out
+    meta = json.loads((tmp_path / "c/metadata.json").read_text())
+    assert meta["status"] == "interrupted"
