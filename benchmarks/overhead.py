@@ -3,10 +3,11 @@
 The toolkit adds callbacks (progress, CSV, TensorBoard, checkpoints), the run directory and
 model saving around Keras ``fit``; this measures what that costs. Both sides train the same
 network with the same recipe settings, seed and validation data; the dataset is loaded once
-beforehand and not timed.
+beforehand and not timed. With ``--repeats R`` the two sides alternate (A B B A ...) so that
+drift in the machine's speed falls on both; the ratio is total toolkit time / total plain time.
 
 Usage:
-    python benchmarks/overhead.py --data ../shared/datasets/cifar10 --epochs 10
+    python -m benchmarks.overhead --data ../shared/datasets/cifar10 --epochs 10 --repeats 2
 """
 
 from __future__ import annotations

@@ -74,3 +74,13 @@ def test_clear_errors(args: list[str], message: str) -> None:
     r = cli(*args)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compare_prints_table_and_plot(cli_run: Path, trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "compare.png"
+    r = cli("compare", str(cli_run), str(trained_run), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert cli_run.name in r.stdout and trained_run.name in r.stdout
+    assert out.stat().st_size > 1000
+    bad = cli("compare", str(tmp_path))
+    assert bad.returncode == 2 and "metadata.json is missing" in bad.stderr

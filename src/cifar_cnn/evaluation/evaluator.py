@@ -112,7 +112,10 @@ def evaluate(
     )
     metrics["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
     if report:
-        history = read_history_csv(rd.history) if rd.history.is_file() else None
+        try:
+            history = read_history_csv(rd.history) if rd.history.is_file() else None
+        except ValueError:  # a run stopped before its first epoch ended has no rows yet
+            history = None
         info = {
             "run": str(rd.path),
             "model": metrics["model"],

@@ -185,7 +185,8 @@ def read_history_csv(path: str | Path) -> dict[str, list[float]]:
     return columns
 
 
-def plot_training_curves(history: Mapping[str, Sequence[float]], out_path: str | Path) -> Path:
+def plot_training_curves(history: Mapping[str, Sequence[float]], out_path: str | Path, *,
+                         val_label: str = "validation") -> Path:
     """Plot loss and accuracy against epoch, training solid and validation dashed.
 
     Args:
@@ -193,6 +194,8 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], out_path: str |
             1-based), ``loss``, ``val_loss``, ``accuracy`` and ``val_accuracy`` when present
             and ignores any other column.
         out_path: where to write the PNG.
+        val_label: what the ``val_*`` columns measured ("validation", or "test" for a run
+            that monitored the test set).
 
     Returns:
         ``Path(out_path)``.
@@ -208,7 +211,7 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], out_path: str |
         drew = False
         for key, label, color, style in (
             (train_key, "train", TRAIN_COLOR, "-"),
-            (val_key, "validation", VAL_COLOR, "--"),
+            (val_key, val_label, VAL_COLOR, "--"),
         ):
             col = _column(history, key) if key else None
             if col is None:
@@ -226,9 +229,9 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], out_path: str |
                 linewidth=1.8,
             )
             drew = True
-            if is_acc and label == "validation" and np.any(np.isfinite(y)):
+            if is_acc and label == val_label and np.any(np.isfinite(y)):
                 best = int(np.nanargmax(y))
-                best_label = f"best val {y[best] * 100:.2f}% (epoch {x[best]:g})"
+                best_label = f"best {val_label} {y[best] * 100:.2f}% (epoch {x[best]:g})"
                 ax.plot(
                     x[best],
                     y[best],

@@ -256,6 +256,7 @@ def _build(
     probs: np.ndarray,
     class_names: Sequence[str],
     history: Mapping[str, Sequence[float]] | None,
+    history_label: str,
     temperature: float | None,
     title: str,
     info: Mapping[str, Any] | None,
@@ -264,7 +265,8 @@ def _build(
     text = json.dumps(_jsonable(metrics), indent=2, ensure_ascii=False, allow_nan=False)
     (directory / METRICS_FILE).write_text(text + "\n", encoding="utf-8")
     if history and any(len(v) for v in history.values() if v is not None):
-        plot_training_curves(history, directory / "training_curves.png")
+        plot_training_curves(history, directory / "training_curves.png",
+                             val_label=history_label)
     plot_confusion_matrix(
         metrics["confusion_matrix"], class_names, directory / "confusion_matrix.png"
     )
@@ -316,6 +318,7 @@ def write_report(
     probs: np.ndarray,
     class_names: Sequence[str],
     history: Mapping[str, Sequence[float]] | None = None,
+    history_label: str = "validation",
     temperature: float | None = None,
     title: str = "cifar-cnn evaluation",
     info: Mapping[str, Any] | None = None,
@@ -335,6 +338,7 @@ def write_report(
         probs: class probabilities ``(N, C)``.
         class_names: ``C`` class names.
         history: optional training history columns (see ``plots.read_history_csv``).
+        history_label: what the history's ``val_*`` columns measured ("validation"/"test").
         temperature: optional fitted temperature, adds the calibrated reliability panel.
         title: page title.
         info: optional key/value pairs shown in the "Run" table (run name, model, ...).
@@ -373,6 +377,7 @@ def write_report(
             probs=p,
             class_names=class_names,
             history=history,
+            history_label=history_label,
             temperature=temperature,
             title=title,
             info=info,

@@ -21,6 +21,9 @@ class Progress(keras.callbacks.Callback):
     Adds ``images_per_sec`` (training images per second of the epoch's training phase) to
     the epoch logs, so CSVLogger records it in history.csv. Place it before CSVLogger.
 
+    Its batch hook only draws the bar, so it is marked ``async_safe``: Keras may then run
+    batch hooks off the training thread instead of waiting for each step's logs.
+
     Args:
         epochs: total epochs of the run (for the time-left estimate).
         steps: training steps per epoch.
@@ -28,6 +31,8 @@ class Progress(keras.callbacks.Callback):
         num_images: training images per epoch.
         verbose: 1 draws a live bar (for terminals), 2 prints one line per epoch, 0 nothing.
     """
+
+    async_safe = True
 
     def __init__(self, epochs: int, steps: int, num_images: int, verbose: int = 1) -> None:
         super().__init__()
@@ -41,17 +46,19 @@ class Progress(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
         self._t0 = time.perf_counter()
-        self._train_end = None
+        self._train_end: float | None = None
         if self.verbose:
             print(f"Epoch {epoch + 1}/{self.epochs}", file=sys.stdout, flush=True)
             self._bar = keras.utils.Progbar(
                 self.steps, verbose=self.verbose, stateful_metrics=["img/s"], unit_name="step"
             )
 
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._train_end = time.perf_counter()  # validation starts: the training phase is over
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        now = time.perf_counter()
-        self._train_end = now
         if self._bar is not None and self.verbose == 1:
+            now = time.perf_counter()
             done = (batch + 1) * self.num_images / self.steps
             values = [(k, float(v)) for k, v in (logs or {}).items()]
             values.append(("img/s", done / max(now - self._t0, 1e-9)))
@@ -73,3 +80,25 @@ class Progress(keras.callbacks.Callback):
                 recent = self._epoch_seconds[-3:]
                 eta = left * sum(recent) / len(recent)
                 print(f"  time left: about {_duration(eta)}", file=sys.stdout, flush=True)
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, logging once per epoch and doing nothing per batch.
+
+    Keras' version calls ``summary.scalar`` for every metric after every batch even when
+    ``update_freq="epoch"`` (the calls write nothing then, but cost Python time each step).
+    """
+
+    async_safe = True
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        pass
+
+
+class EpochBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore saving once per epoch; its batch hook has nothing to do."""
+
+    async_safe = True
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        pass

@@ -19,7 +19,7 @@ from cifar_cnn.files import atomic_path
 from cifar_cnn.models import create_model
 from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
-from cifar_cnn.training.callbacks import Progress
+from cifar_cnn.training.callbacks import EpochBackupAndRestore, EpochTensorBoard, Progress
 
 
 def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int]
@@ -167,12 +167,14 @@ def train(
         val_labels = keras.utils.to_categorical(y_val, ds.num_classes) if one_hot else y_val
         epochs_done = _checkpoint_epoch(run.checkpoints)
         _trim_history(run.history, epochs_done)
+        backup = EpochBackupAndRestore(str(run.checkpoints), save_freq="epoch",
+                                       double_checkpoint=True, delete_checkpoint=False)
+        tensorboard = EpochTensorBoard(str(run.tensorboard), write_graph=False)
         callbacks = [
             Progress(r.epochs, steps, len(x_train), verbose=int(verbose)),
-            keras.callbacks.BackupAndRestore(str(run.checkpoints), save_freq="epoch",
-                                             double_checkpoint=True, delete_checkpoint=False),
+            backup,
             keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
-            keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False),
+            tensorboard,
         ]
         fit_kwargs: dict[str, Any] = {}
         if isinstance(train_data, tuple):  # plain arrays: let Keras batch and shuffle

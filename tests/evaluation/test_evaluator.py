@@ -1,0 +1,41 @@
+"""`cifar_cnn.evaluate` on a trained run: splits, TTA, calibration saved for prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cifar_cnn
+from cifar_cnn.errors import RunError
+from cifar_cnn.predict import Classifier
+
+
+def test_test_split_with_tta_and_saved_temperature(trained_run: Path, tiny_data) -> None:
+    metrics = cifar_cnn.evaluate(trained_run, data=tiny_data, tta=True)
+    assert metrics["tta"] is True and metrics["split"] == "test"
+    assert metrics["num_images"] == len(tiny_data.y_test)
+    assert metrics["temperature_fit_on"] == "validation"
+    assert metrics["dataset_fingerprint_matches"] is True
+    saved = json.loads((trained_run / "calibration.json").read_text())
+    assert saved["temperature"] == pytest.approx(metrics["temperature"])
+    html = (trained_run / "report/report.html").read_text()
+    assert f"{metrics['accuracy'] * 100:.2f}%" in html
+    clf = Classifier.load(trained_run)
+    raw = clf.predict(tiny_data.x_test[:5], tta=False)
+    cal = clf.predict(tiny_data.x_test[:5], tta=False, calibrated=True)
+    np.testing.assert_allclose(cal.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(raw.argmax(axis=1), cal.argmax(axis=1))  # T keeps the order
+
+
+def test_validation_split(trained_run: Path, tiny_data) -> None:
+    metrics = cifar_cnn.evaluate(trained_run, data=tiny_data, split="val", report=False)
+    assert metrics["num_images"] == 20
+
+
+def test_incomplete_run_is_explained(tmp_path: Path) -> None:
+    (tmp_path / "metadata.json").write_text(json.dumps({"status": "interrupted"}))
+    with pytest.raises(RunError, match="--resume"):
+        cifar_cnn.evaluate(tmp_path)
