@@ -56,29 +56,43 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--name", default="overhead")
+    p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
 
     ds = load_cifar10(args.data)
     recipe = get_recipe(args.recipe)
     epochs = args.epochs or recipe.epochs
-    plain_s, plain_acc = plain_fit(ds, recipe, epochs, args.seed)
-    ours_s, ours_acc, run = toolkit_fit(ds, args.recipe, epochs, args.seed,
-                                        Path(args.runs_dir), args.name)
+    plain: list[float] = []
+    ours: list[float] = []
+    accs: dict[str, float] = {}
+    runs: list[str] = []
+    for i in range(args.repeats):
+        for side in ("plain", "ours") if i % 2 == 0 else ("ours", "plain"):
+            if side == "plain":
+                seconds, accs["plain"] = plain_fit(ds, recipe, epochs, args.seed)
+                plain.append(round(seconds, 2))
+            else:
+                seconds, accs["ours"], run = toolkit_fit(ds, args.recipe, epochs, args.seed,
+                                                         Path(args.runs_dir), args.name)
+                ours.append(round(seconds, 2))
+                runs.append(str(run))
+            print(f"{side}: {seconds:.1f} s", flush=True)
+    ratio = sum(ours) / sum(plain)
     numbers = {
         "recipe": args.recipe,
         "epochs": epochs,
         "seed": args.seed,
+        "repeats": args.repeats,
         "num_train": len(ds.x_train),
-        "plain_fit_seconds": round(plain_s, 2),
-        "plain_fit_test_accuracy": plain_acc,
-        "cifar_cnn_seconds": round(ours_s, 2),
-        "cifar_cnn_test_accuracy": ours_acc,
-        "overhead_ratio": round(ours_s / plain_s, 4),
-        "run_dir": str(run),
+        "plain_fit_seconds": plain,
+        "plain_fit_test_accuracy": accs["plain"],
+        "cifar_cnn_seconds": ours,
+        "cifar_cnn_test_accuracy": accs["ours"],
+        "overhead_ratio": round(ratio, 4),
+        "run_dirs": runs,
     }
     path = write_result("overhead", numbers)
-    print(f"plain fit {plain_s:.1f} s, cifar-cnn {ours_s:.1f} s, "
-          f"ratio {ours_s / plain_s:.3f}  -> {path}")
+    print(f"plain fit {plain} s, cifar-cnn {ours} s, ratio {ratio:.3f}  -> {path}")
 
 
 if __name__ == "__main__":
