@@ -8,18 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+from tests.conftest import CLASSES as CIFAR10_CLASSES
 
 
 class Synthetic(NamedTuple):

@@ -31,7 +31,7 @@ def test_table_rows_and_best_marker(history: dict) -> None:
     table, path = compare_runs(make_runs(history))
     assert path is None
     header = table.splitlines()[0]
-    for column in ("run", "epochs", "train acc", "val acc", "test acc", "macro F1", "ECE"):
+    for column in ("run", "epochs", "train acc", "held-out acc", "test acc", "macro F1", "ECE"):
         assert column in header
     rows = rows_by_name(table)
     base, wide, empty = rows["baseline"], rows["wide"], rows["no-history"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
+from cifar_cnn.evaluation.metrics import finite_or_none
 from cifar_cnn.evaluation.plots import (
     _column,
     _no_data,
@@ -25,7 +25,7 @@ from cifar_cnn.evaluation.plots import (
     history_epochs,
 )
 
-COLUMNS = ("run", "epochs", "train acc", "val acc", "test acc", "macro F1", "ECE")
+COLUMNS = ("run", "epochs", "train acc", "held-out acc", "test acc", "macro F1", "ECE")
 
 
 def _last_finite(history: Mapping[str, Sequence[float]], key: str | None) -> float | None:
@@ -35,15 +35,6 @@ def _last_finite(history: Mapping[str, Sequence[float]], key: str | None) -> flo
     finite = col[np.isfinite(col)]
     return float(finite[-1]) if finite.size else None
 
-
-def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
 
 
 def _summary(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,9 +48,9 @@ def _summary(run: Mapping[str, Any]) -> dict[str, Any]:
         "epochs": epochs or None,
         "train_acc": _last_finite(history, acc_key),
         "val_acc": _last_finite(history, f"val_{acc_key}" if acc_key else "val_accuracy"),
-        "test_acc": _num(metrics.get("accuracy")),
-        "macro_f1": _num(macro.get("f1")) if isinstance(macro, Mapping) else None,
-        "ece": _num(metrics.get("ece")),
+        "test_acc": finite_or_none(metrics.get("accuracy")),
+        "macro_f1": finite_or_none(macro.get("f1")) if isinstance(macro, Mapping) else None,
+        "ece": finite_or_none(metrics.get("ece")),
     }
 
 
@@ -110,7 +101,7 @@ def _plot_overlay(runs: Sequence[Mapping[str, Any]], names: list[str], out_path:
     ]
     handles += [
         Line2D([], [], color="0.3", linestyle="-", label="train"),
-        Line2D([], [], color="0.3", linestyle="--", label="validation"),
+        Line2D([], [], color="0.3", linestyle="--", label="held-out (val or test)"),
     ]
     fig.legend(
         handles=handles,

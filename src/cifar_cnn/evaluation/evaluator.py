@@ -136,6 +136,7 @@ def evaluate(
             probs=probs,
             class_names=clf.class_names,
             history=history,
+            history_label="validation" if has_val else "test",
             temperature=temperature,
             title=f"cifar-cnn evaluation: {rd.name}",
             info=info,

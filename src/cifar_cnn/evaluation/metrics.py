@@ -119,7 +119,7 @@ def classification_metrics(
     }
 
 
-def _num(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
     """Return ``value`` as a finite float, or None if it is missing or not a number."""
     if isinstance(value, bool) or value is None:
         return None
@@ -131,12 +131,12 @@ def _num(value: Any) -> float | None:
 
 
 def _fmt(value: Any, spec: str, width: int) -> str:
-    num = _num(value)
+    num = finite_or_none(value)
     return f"{'-' if num is None else format(num, spec):>{width}}"
 
 
 def _pct(value: Any) -> str:
-    num = _num(value)
+    num = finite_or_none(value)
     return "-" if num is None else f"{num * 100:.2f}%"
 
 
@@ -166,14 +166,14 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
 
     def row(label: str, values: Mapping[str, Any], support: Any) -> str:
         cells = [_fmt(values.get(key), ".4f", col_w) for key in ("precision", "recall", "f1")]
-        sup = _num(support)
+        sup = finite_or_none(support)
         sup_cell = f"{'-' if sup is None else int(sup):>{col_w}}"
         return f"{label:<{name_w}}  " + "  ".join([*cells, sup_cell])
 
     lines = [header, rule]
     for name, values in per_class.items():
         lines.append(row(str(name), values, values.get("support")))
-    total = sum(int(_num(v.get("support")) or 0) for v in per_class.values()) or None
+    total = sum(int(finite_or_none(v.get("support")) or 0) for v in per_class.values()) or None
     if per_class:
         lines.append(rule)
     for key in ("macro", "weighted"):

@@ -25,6 +25,7 @@ from cifar_cnn.evaluation.calibration import (
     expected_calibration_error,
     validate_probs_and_labels,
 )
+from cifar_cnn.evaluation.metrics import finite_or_none
 from cifar_cnn.evaluation.plots import (
     plot_confident_mistakes,
     plot_confused_pairs,
@@ -43,7 +44,8 @@ PLOTS: tuple[tuple[str, str, str], ...] = (
     (
         "training_curves.png",
         "Training curves",
-        "Loss and accuracy per epoch; training solid, validation dashed.",
+        "Loss and accuracy per epoch; training solid, the held-out set monitored in "
+        "training dashed.",
     ),
     (
         "confusion_matrix.png",
@@ -111,15 +113,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
 
 def _fmt_info(value: Any) -> str:
     if value is None:
@@ -149,15 +142,15 @@ def _headline(
 ) -> str:
     accuracy = float(metrics["accuracy"])
     cards = [_card("accuracy", f"{accuracy * 100:.2f}%", element_id="headline-accuracy", main=True)]
-    macro_f1 = _num((metrics.get("macro") or {}).get("f1"))
+    macro_f1 = finite_or_none((metrics.get("macro") or {}).get("f1"))
     optional = [
         ("macro F1", macro_f1, "{:.4f}"),
-        ("top-5 accuracy", _num(metrics.get("top5_accuracy")), "pct"),
-        ("log-loss", _num(metrics.get("log_loss")), "{:.4f}"),
-        ("ECE", _num(metrics.get("ece")), "{:.4f}"),
+        ("top-5 accuracy", finite_or_none(metrics.get("top5_accuracy")), "pct"),
+        ("log-loss", finite_or_none(metrics.get("log_loss")), "{:.4f}"),
+        ("ECE", finite_or_none(metrics.get("ece")), "{:.4f}"),
         ("ECE after temperature scaling", ece_calibrated, "{:.4f}"),
         ("temperature", temperature, "{:.3f}"),
-        ("images", _num(metrics.get("num_images")), "{:,.0f}"),
+        ("images", finite_or_none(metrics.get("num_images")), "{:,.0f}"),
     ]
     for label, value, fmt in optional:
         if value is None:
@@ -179,9 +172,9 @@ def _per_class_table(metrics: Mapping[str, Any]) -> str:
     def cells(values: Mapping[str, Any], support: Any) -> str:
         out = []
         for key in ("precision", "recall", "f1"):
-            num = _num(values.get(key))
+            num = finite_or_none(values.get(key))
             out.append(f'<td class="num">{"—" if num is None else f"{num:.4f}"}</td>')
-        sup = _num(support)
+        sup = finite_or_none(support)
         out.append(f'<td class="num">{"—" if sup is None else f"{sup:,.0f}"}</td>')
         return "".join(out)
 
@@ -190,7 +183,7 @@ def _per_class_table(metrics: Mapping[str, Any]) -> str:
         f"<tr><td>{html.escape(str(name))}</td>{cells(values, values.get('support'))}</tr>"
         for name, values in per_class.items()
     )
-    total = sum(_num(v.get("support")) or 0 for v in per_class.values())
+    total = sum(finite_or_none(v.get("support")) or 0 for v in per_class.values())
     foot = "".join(
         f"<tr><td>{label}</td>{cells(metrics[key], total)}</tr>"
         for key, label in (("macro", "macro avg"), ("weighted", "weighted avg"))
@@ -277,10 +270,10 @@ def _build(
     )
     plot_confused_pairs(images, y_true, probs, class_names, directory / "confused_pairs.png")
 
-    shown_temperature = _num(metrics.get("temperature"))
+    shown_temperature = finite_or_none(metrics.get("temperature"))
     if shown_temperature is None:
         shown_temperature = temperature
-    ece_calibrated = _num(metrics.get("ece_calibrated"))
+    ece_calibrated = finite_or_none(metrics.get("ece_calibrated"))
     if ece_calibrated is None and temperature is not None:
         ece_calibrated = expected_calibration_error(apply_temperature(probs, temperature), y_true)
     page = _render_html(
