@@ -181,7 +181,7 @@ def train(
             fit_kwargs = {"x": train_data[0], "y": train_data[1], "batch_size": r.batch_size,
                           "shuffle": True}
         else:
-            fit_kwargs = {"x": train_data}
+            fit_kwargs = {"x": train_data, "shuffle": False}  # the pipeline shuffles
         t0 = time.perf_counter()
         try:
             history = net.fit(**fit_kwargs, epochs=r.epochs,
