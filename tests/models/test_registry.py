@@ -28,7 +28,7 @@ def test_baseline_is_the_tutorial_network() -> None:
 
 
 def test_unknown_and_duplicate_names() -> None:
-    with pytest.raises(ConfigError, match=r"Unknown model 'nope'\. Known models: baseline"):
+    with pytest.raises(ConfigError, match=r"Unknown model 'nope'\. Known models: airbench, "):
         create_model("nope")
     with pytest.raises(ConfigError, match="already registered"):
         register_model("baseline")(lambda **kw: None)
@@ -50,3 +50,20 @@ def test_recipe_overrides_and_checks() -> None:
         r.replace(epochs=0)
     with pytest.raises(ConfigError, match="precision"):
         r.replace(precision="float8")
+
+
+def test_patch_whitening_whitens_patches() -> None:
+    from cifar_cnn.models.airbench import PatchWhitening
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(64, 16, 16, 1))
+    images = np.concatenate([base, 0.5 * base + 0.1 * rng.normal(size=base.shape),
+                             rng.normal(size=base.shape)], axis=-1)  # correlated channels
+    layer = PatchWhitening(eps=1e-9)  # no regularisation: exact whitening
+    layer.adapt(images)
+    out = np.asarray(layer(images.astype("float32")))[..., :12].reshape(-1, 12)
+    cov = np.cov(out, rowvar=False)
+    np.testing.assert_allclose(cov, np.eye(12), atol=0.05)
+    np.testing.assert_allclose(np.asarray(layer(images.astype("float32")))[..., 12:],
+                               -np.asarray(layer(images.astype("float32")))[..., :12],
+                               rtol=1e-5, atol=1e-5)

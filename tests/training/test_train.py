@@ -151,3 +151,11 @@ def test_ctrl_c_says_how_to_resume(folder_dataset: Path, tmp_path: Path) -> None
     assert f"cifar-cnn train --resume {tmp_path / 'c'}" in out
     meta = json.loads((tmp_path / "c/metadata.json").read_text())
     assert meta["status"] == "interrupted"
+
+
+def test_data_dependent_init_is_applied_and_saved(tiny_data: CifarData, tmp_path: Path) -> None:
+    run = train("baseline", model="airbench", epochs=1, batch_size=64, data=tiny_data,
+                runs_dir=tmp_path, verbose=0)
+    model = keras.saving.load_model(run.model, compile=False)
+    kernel = np.asarray(model.get_layer("whiten").kernel)
+    assert np.abs(kernel).max() > 0  # set from the training images, then saved and reloaded

@@ -1,6 +1,11 @@
 """Network builders, registered by name. Importing this package registers them all."""
 
-from cifar_cnn.models import baseline  # noqa: F401  (registers "baseline")
-from cifar_cnn.models.registry import create_model, list_models, register_model
+from cifar_cnn.models import airbench, baseline  # noqa: F401  (registers them)
+from cifar_cnn.models.registry import (
+    create_model,
+    data_dependent_init,
+    list_models,
+    register_model,
+)
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "data_dependent_init", "list_models", "register_model"]

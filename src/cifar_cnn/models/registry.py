@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 
 from cifar_cnn.errors import ConfigError
 
@@ -45,3 +46,15 @@ def create_model(
     if name not in _MODELS:
         raise ConfigError(f"Unknown model {name!r}. Known models: {', '.join(list_models())}.")
     return _MODELS[name](num_classes=num_classes, input_shape=input_shape, **kwargs)
+
+
+def data_dependent_init(model: keras.Model, images: np.ndarray, batch_size: int = 500) -> None:
+    """Initialise layers that set their weights from data (``adapts_to_data = True``).
+
+    Each such layer gets ``adapt(x)`` with its own inputs for `images`, i.e. the images
+    passed through every layer before it.
+    """
+    for layer in model.layers:
+        if getattr(layer, "adapts_to_data", False):
+            feed = keras.Model(model.inputs, layer.input)
+            layer.adapt(np.asarray(feed.predict(images, batch_size=batch_size, verbose=0)))

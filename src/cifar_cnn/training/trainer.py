@@ -16,7 +16,7 @@ from cifar_cnn.data import CifarData, load_cifar10, split_validation
 from cifar_cnn.data.augment import make_train_dataset
 from cifar_cnn.errors import RunError
 from cifar_cnn.files import atomic_path
-from cifar_cnn.models import create_model
+from cifar_cnn.models import create_model, data_dependent_init
 from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
 from cifar_cnn.training.callbacks import EpochBackupAndRestore, EpochTensorBoard, Progress
@@ -161,6 +161,9 @@ def train(
     try:
         steps = int(np.ceil(len(x_train) / r.batch_size))
         net = build_model(r, ds.num_classes, ds.image_shape)
+        # Data-derived initialisation (e.g. patch whitening) uses the first 5,000 images;
+        # on resume the checkpoint then overwrites it with the saved weights.
+        data_dependent_init(net, x_train[:5000])
         one_hot = r.label_smoothing > 0
         train_data = make_train_dataset(x_train, y_train, r.batch_size, r.augmentation,
                                         seed=seed, num_classes=ds.num_classes if one_hot else 0)

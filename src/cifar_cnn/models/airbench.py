@@ -1,0 +1,113 @@
+"""An airbench-style fast CIFAR-10 network (Jordan, arXiv:2404.00498), in Keras.
+
+Frozen data-derived 2x2 patch-whitening convolution, then three conv groups of widths
+64/256/256 (conv-pool-BN-GELU-conv-BN-GELU), global max pool and a bias-free linear head
+scaled down by 1/9. Batch norm has no scale (only a shift), as in the paper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from cifar_cnn.models.registry import register_model
+
+# Training-set statistics of CIFAR-10 (see ../shared/datasets/cifar10/README.md), in 0..255.
+CIFAR10_MEAN = (0.49140 * 255, 0.48216 * 255, 0.44653 * 255)
+CIFAR10_STD = (0.24703 * 255, 0.24349 * 255, 0.26159 * 255)
+
+
+@keras.saving.register_keras_serializable(package="cifar_cnn")
+class PatchWhitening(layers.Layer):
+    """A 2x2 'valid' convolution whose filters whiten the training images' patches.
+
+    ``adapt(images)`` sets the filters to the eigenvectors of the covariance of all
+    ``k x k x 3`` patches, divided by the square root of their eigenvalues, and their
+    negatives (so a following GELU sees both signs). The filters are not trained; the bias is.
+    The trainer calls ``adapt`` with this layer's own inputs for training images, because
+    ``adapts_to_data`` is set (see `cifar_cnn.models.data_dependent_init`).
+    """
+
+    adapts_to_data = True
+
+    def __init__(self, kernel_size: int = 2, eps: float = 5e-4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kernel_size = kernel_size
+        self.eps = eps
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        k, c = self.kernel_size, int(input_shape[-1])
+        self.filters = 2 * k * k * c
+        self.kernel = self.add_weight(shape=(k, k, c, self.filters), initializer="zeros",
+                                      trainable=False, name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+
+    def adapt(self, images: np.ndarray) -> None:
+        """Set the filters from (already normalised) float images ``(N, H, W, C)``."""
+        x = np.asarray(images, dtype=np.float64)
+        k = self.kernel_size
+        c = x.shape[-1]
+        if not self.built:
+            self.build(x.shape)
+        patches = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))
+        patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * c)  # (kh, kw, c)
+        patches = patches - patches.mean(axis=0)
+        cov = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = np.linalg.eigh(cov)
+        w_ = eigenvectors / np.sqrt(eigenvalues + self.eps)  # columns are filters
+        kernel = np.concatenate([w_, -w_], axis=1).reshape(k, k, c, self.filters)
+        self.kernel.assign(kernel.astype("float32"))
+
+    def call(self, x: Any) -> Any:
+        kernel = ops.cast(self.kernel, x.dtype)
+        return ops.conv(x, kernel, padding="valid") + ops.cast(self.bias, x.dtype)
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int | None, ...]:
+        k = self.kernel_size
+        h, w = input_shape[1], input_shape[2]
+        return (input_shape[0], None if h is None else h - k + 1,
+                None if w is None else w - k + 1, 2 * k * k * input_shape[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "kernel_size": self.kernel_size, "eps": self.eps}
+
+
+def _conv_group(x: Any, width: int, bn_momentum: float, name: str) -> Any:
+    for i in (1, 2):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        if i == 1:
+            x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-12, scale=False,
+                                      name=f"{name}_bn{i}")(x)
+        x = layers.Activation("gelu", name=f"{name}_gelu{i}")(x)
+    return x
+
+
+@register_model("airbench")
+def airbench(
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    widths: tuple[int, int, int] = (64, 256, 256),
+    bn_momentum: float = 0.4,  # Keras convention; PyTorch's 0.6
+    logit_scale: float = 1 / 9,
+) -> keras.Model:
+    """The airbench94 network: about 1.97M parameters, 0.36 GFLOP per 32x32 image forward.
+
+    Before training, `cifar_cnn.models.data_dependent_init` (which the trainer calls) sets the
+    whitening filters from training images; without it they are zero.
+    """
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = layers.Normalization(mean=CIFAR10_MEAN, variance=[s * s for s in CIFAR10_STD],
+                             name="normalize")(inputs)
+    x = PatchWhitening(name="whiten")(x)
+    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    for i, width in enumerate(widths, start=1):
+        x = _conv_group(x, width, bn_momentum, f"block{i}")
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="head")(x)
+    x = layers.Rescaling(logit_scale, name="logit_scale")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name="airbench")
