@@ -31,6 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             precision=args.precision,
             data=args.data,
             val_size=args.val_size,
+            monitor_test=not args.no_monitor,
             seed=args.seed,
             runs_dir=args.runs_dir,
             name=args.name,
@@ -41,10 +42,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130  # train() has said how to resume
     meta = run.read_metadata()
     fm = meta["final_metrics"]
-    monitored = "val" if meta["settings"]["monitor"] == "validation" else "test"
-    acc = fm.get(f"{monitored}_accuracy")
+    monitored = {"validation": "val", "test": "test"}.get(meta["settings"]["monitor"])
+    acc = f"; {monitored} accuracy {fm[f'{monitored}_accuracy']:.4f}" if monitored else ""
     print(f"Saved {run.model} ({meta['epochs_done']} epochs in {meta['train_seconds']:.1f} s, "
-          f"{fm['images_per_sec']:.0f} images/s; {monitored} accuracy {acc:.4f})")
+          f"{fm['images_per_sec']:.0f} images/s{acc})")
     print(f"Next: cifar-cnn evaluate {run.path}")
     return 0
 
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=0,
                    help="hold out N training images (stratified) for validation and "
                         "calibration; 0 monitors the test set, as the TF tutorial does")
+    p.add_argument("--no-monitor", action="store_true",
+                   help="without --val-size: do not evaluate the test set after each epoch")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--runs-dir", default="runs", help="parent folder for runs (default runs/)")
     p.add_argument("--name", help="run folder name (default: the recipe's name)")

@@ -159,3 +159,12 @@ def test_data_dependent_init_is_applied_and_saved(tiny_data: CifarData, tmp_path
     model = keras.saving.load_model(run.model, compile=False)
     kernel = np.asarray(model.get_layer("whiten").kernel)
     assert np.abs(kernel).max() > 0  # set from the training images, then saved and reloaded
+
+
+def test_without_monitoring_nothing_is_evaluated(tiny_data: CifarData, tmp_path: Path) -> None:
+    run = train("baseline", epochs=1, data=tiny_data, runs_dir=tmp_path, monitor_test=False,
+                verbose=0)
+    meta = run.read_metadata()
+    assert meta["settings"]["monitor"] == "none"
+    assert meta["final_metrics"]["monitored_accuracy"] is None
+    assert not any(k.startswith("val_") for k in _history(run.history)[0])

@@ -74,6 +74,7 @@ def train(
     precision: str | None = None,
     data: str | os.PathLike[str] | CifarData | None = None,
     val_size: int = 0,
+    monitor_test: bool = True,
     seed: int = 0,
     runs_dir: str | os.PathLike[str] = "runs",
     name: str | None = None,
@@ -89,6 +90,8 @@ def train(
         val_size: hold out this many training images (stratified) as a validation set that
             is monitored each epoch. With 0, the test set is monitored each epoch instead,
             as the TensorFlow tutorial does; never tune settings on it.
+        monitor_test: with ``val_size=0``, whether to evaluate the test set after each
+            epoch. False evaluates nothing during training (the fastest; used for timing).
         seed: seeds weight initialisation, shuffling, augmentation and the validation split.
         runs_dir: parent folder of run directories.
         name: run folder name (default: the recipe's name, numbered if taken).
@@ -113,6 +116,7 @@ def train(
         settings = meta["settings"]
         r = Recipe.from_dict(meta["recipe"])
         val_size, seed = settings["val_size"], settings["seed"]
+        monitor_test = settings["monitor"] != "none"
         if data is None:
             data = settings.get("data")
     else:
@@ -128,9 +132,12 @@ def train(
     if val_size:
         x_train, y_train, x_val, y_val = split_validation(x_train, y_train, val_size, seed=seed)
         monitor = "validation"
-    else:
+    elif monitor_test:
         x_val, y_val = ds.x_test, ds.y_test
         monitor = "test"
+    else:
+        x_val = y_val = None
+        monitor = "none"
     if resume is not None and meta["dataset"]["fingerprint"] != ds.fingerprint:
         raise RunError(f"The data given differs from the data {run.path} was trained on "
                        "(dataset fingerprints differ); resume with the same --data.")
@@ -167,7 +174,10 @@ def train(
         one_hot = r.label_smoothing > 0
         train_data = make_train_dataset(x_train, y_train, r.batch_size, r.augmentation,
                                         seed=seed, num_classes=ds.num_classes if one_hot else 0)
-        val_labels = keras.utils.to_categorical(y_val, ds.num_classes) if one_hot else y_val
+        validation = None
+        if y_val is not None:
+            validation = (x_val, keras.utils.to_categorical(y_val, ds.num_classes)
+                          if one_hot else y_val)
         epochs_done = _checkpoint_epoch(run.checkpoints)
         _trim_history(run.history, epochs_done)
         backup = EpochBackupAndRestore(str(run.checkpoints), save_freq="epoch",
@@ -188,7 +198,7 @@ def train(
         t0 = time.perf_counter()
         try:
             history = net.fit(**fit_kwargs, epochs=r.epochs,
-                              validation_data=(x_val, val_labels),
+                              validation_data=validation,
                               validation_batch_size=max(r.batch_size, 256),
                               callbacks=callbacks, verbose=0)
         except KeyboardInterrupt:
@@ -204,7 +214,7 @@ def train(
         keras.config.set_dtype_policy(previous_policy)
 
     last = {k: float(v[-1]) for k, v in history.history.items() if v}
-    prefix = "val" if monitor == "validation" else "test"
+    prefix = {"validation": "val", "test": "test"}.get(monitor, "monitored")
     meta.update(
         status="complete",
         epochs_done=r.epochs,
