@@ -57,6 +57,9 @@ def test_predict_reports_bad_files_and_predicts_the_rest(cli_run: Path, tmp_path
     assert len(probs) == 3 and probs == sorted(probs, reverse=True)
     text = cli("predict", str(cli_run), str(tmp_path / "big.jpg"), "--calibrated")
     assert text.returncode == 0 and "%" in text.stdout
+    from_file = cli("predict", str(cli_run / "model.keras"), str(tmp_path / "big.jpg"), "--json")
+    assert from_file.returncode == 0
+    assert json.loads(from_file.stdout)[0]["predictions"] == out[0]["predictions"]
 
 
 def test_models_lists_recipes_and_networks() -> None:
