@@ -67,3 +67,14 @@ def test_patch_whitening_whitens_patches() -> None:
     np.testing.assert_allclose(np.asarray(layer(images.astype("float32")))[..., 12:],
                                -np.asarray(layer(images.astype("float32")))[..., :12],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_warmup_cosine_schedule() -> None:
+    r = get_recipe("baseline").replace(lr_schedule="warmup_cosine", warmup_fraction=0.2,
+                                       learning_rate=1.0, epochs=10)
+    schedule = r.learning_rate_for(steps_per_epoch=10)  # 100 steps, 20 of warm-up
+    values = [float(schedule(step)) for step in (0, 20, 60, 100)]
+    np.testing.assert_allclose(values, [0.1, 1.0, 0.5, 0.0], atol=1e-6)
+    assert get_recipe("baseline").learning_rate_for(10) == 1e-3
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        r.replace(lr_schedule="step")

@@ -169,3 +169,11 @@ def test_without_monitoring_nothing_is_evaluated(tiny_data: CifarData, tmp_path:
     assert meta["final_metrics"]["monitored_accuracy"] is None
     row = _history(run.history)[0]
     assert {v for k, v in row.items() if k.startswith("val_")} <= {"NA"}  # CSVLogger's blank
+
+
+@pytest.mark.parametrize("recipe", __import__("cifar_cnn.recipes").recipes.list_recipes())
+def test_every_recipe_trains_one_epoch(recipe: str, tiny_data: CifarData, tmp_path: Path) -> None:
+    run = train(recipe, epochs=1, batch_size=64, data=tiny_data, runs_dir=tmp_path, verbose=0)
+    clf = Classifier.load(run.path)
+    probs = clf.predict(tiny_data.x_test[:3])
+    assert probs.shape == (3, 10) and np.isfinite(probs).all()

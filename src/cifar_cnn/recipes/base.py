@@ -26,6 +26,8 @@ class Recipe:
     batch_size: int
     optimizer: str = "adam"  # a Keras optimizer name
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # or "warmup_cosine": linear warmup, then cosine decay to 0
+    warmup_fraction: float = 0.0  # share of all steps spent warming up from lr/10 to lr
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     label_smoothing: float = 0.0
@@ -42,9 +44,28 @@ class Recipe:
         if self.learning_rate <= 0:
             raise ConfigError(
                 f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}")
+        if self.lr_schedule not in ("constant", "warmup_cosine"):
+            raise ConfigError("lr_schedule must be 'constant' or 'warmup_cosine'. "
+                              f"Received: lr_schedule={self.lr_schedule!r}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError("warmup_fraction must be in [0, 1). "
+                              f"Received: warmup_fraction={self.warmup_fraction}")
         if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
             raise ConfigError("precision must be 'float32', 'mixed_bfloat16' or "
                              f"'mixed_float16'. Received: precision={self.precision!r}")
+
+    def learning_rate_for(self, steps_per_epoch: int) -> float | Any:
+        """The optimizer's learning rate: a float, or a Keras schedule over all steps."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        import keras
+
+        total = self.epochs * steps_per_epoch
+        warmup = int(total * self.warmup_fraction)
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=self.learning_rate / 10 if warmup else self.learning_rate,
+            decay_steps=max(1, total - warmup), alpha=0.0,
+            warmup_target=self.learning_rate if warmup else None, warmup_steps=warmup)
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed; ``None`` values are ignored."""

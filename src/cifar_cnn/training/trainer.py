@@ -22,14 +22,15 @@ from cifar_cnn.runs import RunDir, environment_info, new_run_dir
 from cifar_cnn.training.callbacks import EpochBackupAndRestore, EpochTensorBoard, Progress
 
 
-def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int]
-                ) -> keras.Model:
+def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int],
+                steps_per_epoch: int) -> keras.Model:
     """Create and compile the recipe's network under its precision policy."""
     model = create_model(recipe.model, num_classes=num_classes, input_shape=input_shape,
                          **recipe.model_options)
     optimizer = keras.optimizers.get(
         {"class_name": recipe.optimizer,
-         "config": {"learning_rate": recipe.learning_rate, **recipe.optimizer_options}}
+         "config": {"learning_rate": recipe.learning_rate_for(steps_per_epoch),
+                    **recipe.optimizer_options}}
     )
     model.compile(
         optimizer=optimizer,
@@ -167,7 +168,7 @@ def train(
     keras.config.set_dtype_policy(r.precision)
     try:
         steps = int(np.ceil(len(x_train) / r.batch_size))
-        net = build_model(r, ds.num_classes, ds.image_shape)
+        net = build_model(r, ds.num_classes, ds.image_shape, steps)
         # Data-derived initialisation (e.g. patch whitening) uses the first 5,000 images;
         # on resume the checkpoint then overwrites it with the saved weights.
         data_dependent_init(net, x_train[:5000])
