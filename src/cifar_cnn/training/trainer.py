@@ -15,7 +15,7 @@ import numpy as np
 from cifar_cnn.data import CifarData, load_cifar10, split_validation
 from cifar_cnn.data.augment import make_train_dataset
 from cifar_cnn.errors import RunError
-from cifar_cnn.files import atomic_path
+from cifar_cnn.files import atomic_path, read_json
 from cifar_cnn.models import create_model, data_dependent_init
 from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
@@ -60,9 +60,7 @@ def _checkpoint_epoch(checkpoints: Path) -> int:
     meta = checkpoints / "training_metadata.json"
     if not meta.is_file():
         return 0
-    import json
-
-    return int(json.loads(meta.read_text())["epoch"])
+    return int(read_json(meta)["epoch"])
 
 
 def train(
