@@ -4,7 +4,8 @@ Each seed runs in a fresh process (clean TensorFlow state, honest peak memory). 
 time is the wall time of ``cifar_cnn.train`` with the decoded dataset already in memory:
 model building, data-dependent initialisation, graph tracing, augmentation and every step
 up to the saved final weights. Nothing is evaluated during training (``monitor_test=False``);
-the test set is evaluated afterwards, untimed, without and with flip test-time augmentation.
+the test set is evaluated afterwards, untimed, without and with the recipe's test-time
+augmentation (flips if it has none).
 
 Writes ``benchmarks/results/time_to_accuracy-<recipe>-<UTC time>.json``.
 
@@ -43,15 +44,18 @@ def run_seed(recipe: str, seed: int, data: str | None, epochs: int | None) -> di
         meta = run.read_metadata()
         clf = Classifier.load(run.path)
         acc = float((predict_probs(clf.model, ds.x_test).argmax(1) == ds.y_test).mean())
+        tta = clf.tta or "flip"  # the recipe's test-time augmentation, else flips
         acc_tta = float(
-            (predict_probs(clf.model, ds.x_test, tta=True).argmax(1) == ds.y_test).mean())
+            (predict_probs(clf.model, ds.x_test, tta=tta).argmax(1) == ds.y_test).mean())
     images = meta["epochs_done"] * meta["dataset"]["num_train"]
     return {
         "seed": seed,
         "epochs": meta["epochs_done"],
         "test_accuracy": acc,
         "test_accuracy_tta": acc_tta,
+        "tta": tta,
         "train_seconds": round(seconds, 2),
+        "fit_seconds": meta["train_seconds"],  # inside train(): model build, init, fit
         "images_per_second": round(images / seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -77,9 +81,15 @@ def main() -> None:
                "--child", str(seed)]
         cmd += ["--data", args.data] if args.data else []
         cmd += ["--epochs", str(args.epochs)] if args.epochs else []
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parents[1]).stdout
-        record = json.loads(out.strip().splitlines()[-1])
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1]) as child:
+            lines = []
+            for line in child.stdout:  # echo the child's progress, keep its last line
+                print(line, end="", file=sys.stderr, flush=True)
+                lines.append(line)
+        if child.returncode:
+            raise SystemExit(f"seed {seed} failed (exit {child.returncode})")
+        record = json.loads(lines[-1])
         seeds.append(record)
         print(json.dumps(record), flush=True)
 
@@ -88,7 +98,7 @@ def main() -> None:
 
     numbers = {
         "recipe": args.recipe,
-        "tta": "horizontal flip, averaged with the plain prediction",
+        "tta": seeds[0]["tta"] + " (see cifar_cnn.predict.predict_probs)",
         "test_images": 10000,
         "seeds": seeds,
         "mean_test_accuracy": mean("test_accuracy"),

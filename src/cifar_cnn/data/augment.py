@@ -2,12 +2,70 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import keras
 import numpy as np
 import tensorflow as tf
 
 from cifar_cnn.errors import ConfigError
 
-AUGMENTATIONS = ("flip", "flip_translate")
+AUGMENTATIONS = ("flip", "flip_translate", "alternating_flip_translate")
+
+
+class AlternatingFlipTranslate(keras.utils.PyDataset):
+    """Shuffled batches with airbench's augmentation, made per batch with NumPy.
+
+    Alternating flips: a fixed random half of the images is mirrored in even epochs and the
+    other half in odd epochs, so every image is seen both ways every two epochs (more
+    diverse than independent coin flips). Each image is also shifted by up to ``translate``
+    pixels in each direction (reflect padding), independently each epoch. The remainder that
+    does not fill a batch is left out of each epoch (a different one each time).
+
+    Args:
+        one_hot: number of classes to one-hot encode labels to (0: keep integer labels).
+        first_epoch: the epoch training starts at (after a resume).
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, translate: int = 2,
+                 seed: int = 0, one_hot: int = 0, first_epoch: int = 0) -> None:
+        super().__init__()
+        if len(x) < batch_size:
+            raise ConfigError(f"batch_size {batch_size} is larger than the {len(x)} training "
+                              "images; lower --batch-size.")
+        self.batch_size, self.translate, self.seed = batch_size, translate, seed
+        t = translate
+        self.padded = np.pad(x, ((0, 0), (t, t), (t, t), (0, 0)), mode="reflect") if t else x
+        self.size = x.shape[1:3]
+        self.y = np.eye(one_hot, dtype="float32")[y] if one_hot else np.asarray(y)
+        self.base_flip = np.random.default_rng(seed).random(len(x)) < 0.5
+        self.epoch = first_epoch
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        self.rng = np.random.default_rng([self.seed, self.epoch])
+        self.order = self.rng.permutation(len(self.y))
+
+    def __len__(self) -> int:
+        return len(self.y) // self.batch_size
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        (h, w), t = self.size, self.translate
+        batch = np.empty((len(idx), h, w, self.padded.shape[-1]), dtype=self.padded.dtype)
+        shifts = np.random.default_rng([self.seed, self.epoch, index]).integers(
+            0, 2 * t + 1, size=(len(idx), 2))
+        for dy in range(2 * t + 1):
+            for dx in range(2 * t + 1):
+                sel = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+                batch[sel] = self.padded[idx[sel], dy:dy + h, dx:dx + w]
+        flip = self.base_flip[idx] ^ bool(self.epoch % 2)
+        batch[flip] = batch[flip, :, ::-1]
+        return batch, self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._start_epoch()
 
 
 def make_train_dataset(
@@ -18,7 +76,8 @@ def make_train_dataset(
     *,
     seed: int = 0,
     num_classes: int = 0,
-) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset:
+    first_epoch: int = 0,
+) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset | Any:
     """The training input for ``model.fit``.
 
     Without augmentation or one-hot labels the arrays are returned as they are, so Keras
@@ -28,6 +87,8 @@ def make_train_dataset(
     - ``"flip"``: random horizontal flips.
     - ``"flip_translate"``: flips plus random shifts of up to 4 pixels (reflect padding),
       the standard CIFAR augmentation.
+    - ``"alternating_flip_translate"``: airbench's alternating flips and 2-pixel shifts, see
+      `AlternatingFlipTranslate` (a Keras ``PyDataset``; drops each epoch's remainder).
 
     Args:
         num_classes: if > 0, labels are one-hot encoded (needed for label smoothing).
@@ -40,6 +101,9 @@ def make_train_dataset(
                          f"{', '.join(AUGMENTATIONS)} or None.")
     if augmentation is None and not num_classes:
         return x, y
+    if augmentation == "alternating_flip_translate":
+        return AlternatingFlipTranslate(x, y, batch_size, translate=2, seed=seed,
+                                        one_hot=num_classes, first_epoch=first_epoch)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augmentation:

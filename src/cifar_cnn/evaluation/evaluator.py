@@ -19,7 +19,7 @@ from cifar_cnn.evaluation.metrics import classification_metrics
 from cifar_cnn.evaluation.plots import read_history_csv
 from cifar_cnn.evaluation.report import write_report
 from cifar_cnn.files import write_json
-from cifar_cnn.predict.classifier import Classifier, predict_probs
+from cifar_cnn.predict.classifier import Classifier, predict_probs, tta_mode
 from cifar_cnn.runs import open_run
 
 
@@ -45,7 +45,7 @@ def evaluate(
     *,
     data: str | os.PathLike[str] | CifarData | None = None,
     split: str = "test",
-    tta: bool | None = None,
+    tta: bool | str | None = None,
     report: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a trained run and write ``RUN/report/`` (metrics.json, plots, report.html).
@@ -57,7 +57,8 @@ def evaluate(
         run: a run directory.
         data: the dataset (default: as for training, see `cifar_cnn.data.load_cifar10`).
         split: "test" (the full test set) or "val" (the run's validation split).
-        tta: horizontal-flip test-time augmentation; default: what the recipe says.
+        tta: test-time augmentation, see `cifar_cnn.predict.predict_probs`; None: what the
+            recipe says; True: that, or "flip"; False: none.
         report: write the report folder (metrics are returned either way).
 
     Returns:
@@ -76,7 +77,7 @@ def evaluate(
             f"The data's classes {list(ds.class_names)} differ from the classes "
             f"{list(clf.class_names)} that {rd.path} was trained on."
         )
-    use_tta = clf.tta if tta is None else tta
+    use_tta = tta_mode(tta, clf.tta)
     x, y = _split(ds, meta, split)
     probs = predict_probs(clf.model, x, tta=use_tta)
     metrics = classification_metrics(y, probs, clf.class_names)
@@ -122,7 +123,9 @@ def evaluate(
             "recipe": metrics["recipe"],
             "split": split,
             "images": metrics["num_images"],
-            "test-time augmentation": "horizontal flip" if use_tta else "none",
+            "test-time augmentation": {"flip": "horizontal flip",
+                                       "flip_translate": "flips of the image and of two "
+                                       "1-pixel shifts"}.get(use_tta or "", "none"),
             "temperature learned on": source,
             "trained for": f"{meta.get('epochs_done', '?')} epochs, seed "
             f"{meta.get('settings', {}).get('seed', '?')}",

@@ -19,13 +19,54 @@ from cifar_cnn.runs import RunDir
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 
-def predict_probs(model: Any, x: np.ndarray, *, tta: bool = False,
-                  batch_size: int = 500) -> np.ndarray:
-    """Class probabilities for a uint8 batch; with `tta`, averaged with the mirrored images."""
+TTA_MODES = ("flip", "flip_translate")
+
+
+def tta_mode(tta: bool | str | None, default: str | None = None) -> str | None:
+    """Resolve a ``tta`` argument: None -> `default`, True -> `default` or "flip", False -> None.
+
+    Raises:
+        ValueError: for an unknown mode name.
+    """
+    if tta is None:
+        return default
+    if tta is True:
+        return default or "flip"
+    if tta is False or tta == "none":
+        return None
+    if tta not in TTA_MODES:
+        raise ValueError(f"Unknown test-time augmentation {tta!r}; choose from "
+                         f"{', '.join(TTA_MODES)}, or False.")
+    return tta
+
+
+def _mirrored_probs(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
     probs = model.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
-    if tta:
-        flipped = np.ascontiguousarray(x[:, :, ::-1])
-        probs = (probs + model.predict(flipped, batch_size=batch_size, verbose=0)) / 2.0
+    flipped = np.ascontiguousarray(x[:, :, ::-1])
+    return (probs + model.predict(flipped, batch_size=batch_size, verbose=0)) / 2.0
+
+
+def predict_probs(model: Any, x: np.ndarray, *, tta: bool | str | None = None,
+                  batch_size: int = 500) -> np.ndarray:
+    """Class probabilities for a uint8 batch ``(N, H, W, 3)``.
+
+    Test-time augmentation averages the probabilities of several views:
+
+    - ``"flip"`` (or True): the image and its mirror image.
+    - ``"flip_translate"``: as airbench, half the weight on the image and its mirror, a quarter
+      each on the mirror pairs of the image shifted one pixel up-left and down-right
+      (reflect padding). Six forward passes.
+    """
+    mode = tta_mode(tta)
+    if mode is None:
+        return model.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
+    probs = _mirrored_probs(model, x, batch_size)
+    if mode == "flip_translate":
+        h, w = x.shape[1:3]
+        padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        shifted = [np.ascontiguousarray(padded[:, d:d + h, d:d + w]) for d in (0, 2)]
+        probs = 0.5 * probs + 0.25 * sum(_mirrored_probs(model, s, batch_size)
+                                         for s in shifted)
     return probs
 
 
@@ -38,11 +79,11 @@ class Classifier:
         [[('cat', 0.81), ('dog', 0.12), ('frog', 0.03)]]
     """
 
-    def __init__(self, model: Any, class_names: Sequence[str], *, tta: bool = False,
+    def __init__(self, model: Any, class_names: Sequence[str], *, tta: bool | str = False,
                  temperature: float | None = None, source: str = "") -> None:
         self.model = model
         self.class_names = tuple(class_names)
-        self.tta = tta
+        self.tta = tta_mode(tta)  # the run's default test-time augmentation, or None
         self.temperature = temperature
         self.source = source
         shape = model.input_shape
@@ -75,7 +116,7 @@ class Classifier:
         temperature = None
         if run.calibration.is_file():
             temperature = float(read_json(run.calibration)["temperature"])
-        return cls(model, names, tta=bool(meta.get("recipe", {}).get("tta", False)),
+        return cls(model, names, tta=meta.get("recipe", {}).get("tta", False),
                    temperature=temperature, source=str(model_file))
 
     def _batch(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
@@ -97,14 +138,16 @@ class Classifier:
                 out.append(load_image(im, self.input_size))
         return np.stack(out)
 
-    def predict(self, images: ImageLike | Sequence[ImageLike], *, tta: bool | None = None,
+    def predict(self, images: ImageLike | Sequence[ImageLike], *,
+                tta: bool | str | None = None,
                 calibrated: bool = False) -> np.ndarray:
         """Class probabilities, shape ``(N, num_classes)``.
 
         Args:
             images: file paths, PIL images, uint8 arrays ``(H, W, 3)``, or a batch
                 ``(N, H, W, 3)``; any size and mode (see `cifar_cnn.predict.RESIZE_METHOD`).
-            tta: average with the mirrored image; default: what the run's recipe used.
+            tta: test-time augmentation (see `predict_probs`); None: what the run's recipe
+                used; True: that, or "flip" if it used none; False: none.
             calibrated: apply the temperature learned on the run's validation split.
 
         Raises:
@@ -112,7 +155,7 @@ class Classifier:
             RunError: if `calibrated` but the run has no calibration.
         """
         x = self._batch(images)
-        probs = predict_probs(self.model, x, tta=self.tta if tta is None else tta)
+        probs = predict_probs(self.model, x, tta=tta_mode(tta, self.tta))
         if calibrated:
             if self.temperature is None:
                 raise RunError(f"{self.source} has no calibration. Train with --val-size N and "

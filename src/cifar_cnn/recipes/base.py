@@ -10,6 +10,8 @@ from typing import Any
 from cifar_cnn.errors import ConfigError
 
 _RECIPES: dict[str, Recipe] = {}
+LR_SCHEDULES = ("constant", "warmup_cosine", "linear")
+TTA_MODES = ("flip", "flip_translate")
 
 
 @dataclass(frozen=True)
@@ -24,16 +26,19 @@ class Recipe:
     model: str
     epochs: int
     batch_size: int
-    optimizer: str = "adam"  # a Keras optimizer name
+    optimizer: str = "adam"  # a Keras optimizer name, or "muon_sgd" (see training.optimizers)
     learning_rate: float = 1e-3
-    lr_schedule: str = "constant"  # or "warmup_cosine": linear warmup, then cosine decay to 0
+    # "constant", "warmup_cosine" (linear warmup, then cosine decay to 0) or "linear" (to 0)
+    lr_schedule: str = "constant"
     warmup_fraction: float = 0.0  # share of all steps spent warming up from lr/10 to lr
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     label_smoothing: float = 0.0
     augmentation: str | None = None  # see cifar_cnn.data.augment
     precision: str = "float32"  # a Keras dtype policy: "float32" or "mixed_bfloat16"
-    tta: bool = False  # horizontal-flip test-time augmentation at evaluation / prediction
+    # Test-time augmentation at evaluation / prediction: False, "flip" (True means the same)
+    # or "flip_translate" (flips of the image and of two 1-pixel shifts of it).
+    tta: bool | str = False
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -44,15 +49,23 @@ class Recipe:
         if self.learning_rate <= 0:
             raise ConfigError(
                 f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}")
-        if self.lr_schedule not in ("constant", "warmup_cosine"):
-            raise ConfigError("lr_schedule must be 'constant' or 'warmup_cosine'. "
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}. "
                               f"Received: lr_schedule={self.lr_schedule!r}")
+        if self.tta not in (False, True, *TTA_MODES):
+            raise ConfigError(f"tta must be False, True or one of {', '.join(TTA_MODES)}. "
+                              f"Received: tta={self.tta!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError("warmup_fraction must be in [0, 1). "
                               f"Received: warmup_fraction={self.warmup_fraction}")
         if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
             raise ConfigError("precision must be 'float32', 'mixed_bfloat16' or "
                              f"'mixed_float16'. Received: precision={self.precision!r}")
+
+    @property
+    def tta_mode(self) -> str | None:
+        """The test-time augmentation as a name ("flip", "flip_translate") or None."""
+        return "flip" if self.tta is True else (self.tta or None)
 
     def learning_rate_for(self, steps_per_epoch: int) -> float | Any:
         """The optimizer's learning rate: a float, or a Keras schedule over all steps."""
@@ -61,11 +74,33 @@ class Recipe:
         import keras
 
         total = self.epochs * steps_per_epoch
+        if self.lr_schedule == "linear":
+            return keras.optimizers.schedules.PolynomialDecay(
+                self.learning_rate, decay_steps=total, end_learning_rate=0.0, power=1.0)
         warmup = int(total * self.warmup_fraction)
         return keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=self.learning_rate / 10 if warmup else self.learning_rate,
             decay_steps=max(1, total - warmup), alpha=0.0,
             warmup_target=self.learning_rate if warmup else None, warmup_steps=warmup)
+
+    def build_optimizer(self, steps_per_epoch: int) -> Any:
+        """The Keras optimizer, its learning rate scheduled over all steps.
+
+        An option ``stop_after_epochs`` (``{variable path substring: epochs}``) of
+        `MuonSGD` is converted to steps here.
+        """
+        import keras
+
+        options = dict(self.optimizer_options)
+        lr = self.learning_rate_for(steps_per_epoch)
+        if self.optimizer == "muon_sgd":
+            from cifar_cnn.training.optimizers import MuonSGD
+
+            stop = options.pop("stop_after_epochs", {})
+            return MuonSGD(lr, stop_after_steps={k: int(v * steps_per_epoch)
+                                                 for k, v in stop.items()}, **options)
+        return keras.optimizers.get({"class_name": self.optimizer,
+                                     "config": {"learning_rate": lr, **options}})
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed; ``None`` values are ignored."""

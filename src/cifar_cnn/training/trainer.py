@@ -27,13 +27,8 @@ def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, i
     """Create and compile the recipe's network under its precision policy."""
     model = create_model(recipe.model, num_classes=num_classes, input_shape=input_shape,
                          **recipe.model_options)
-    optimizer = keras.optimizers.get(
-        {"class_name": recipe.optimizer,
-         "config": {"learning_rate": recipe.learning_rate_for(steps_per_epoch),
-                    **recipe.optimizer_options}}
-    )
     model.compile(
-        optimizer=optimizer,
+        optimizer=recipe.build_optimizer(steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
         if recipe.label_smoothing
         else keras.losses.SparseCategoricalCrossentropy(),
@@ -165,25 +160,33 @@ def train(
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(r.precision)
     try:
-        steps = int(np.ceil(len(x_train) / r.batch_size))
-        net = build_model(r, ds.num_classes, ds.image_shape, steps)
-        # Data-derived initialisation (e.g. patch whitening) uses the first 5,000 images;
-        # on resume the checkpoint then overwrites it with the saved weights.
-        data_dependent_init(net, x_train[:5000])
+        # Training time counts from here: model building, data-dependent initialisation,
+        # tracing and augmentation are all part of it.
+        t0 = time.perf_counter()
+        epochs_done = _checkpoint_epoch(run.checkpoints)
         one_hot = r.label_smoothing > 0
         train_data = make_train_dataset(x_train, y_train, r.batch_size, r.augmentation,
-                                        seed=seed, num_classes=ds.num_classes if one_hot else 0)
+                                        seed=seed, num_classes=ds.num_classes if one_hot else 0,
+                                        first_epoch=epochs_done)
+        steps = (len(train_data) if isinstance(train_data, keras.utils.PyDataset)
+                 else int(np.ceil(len(x_train) / r.batch_size)))
+        net = build_model(r, ds.num_classes, ds.image_shape, steps)
+        # Data-derived initialisation (e.g. patch whitening) uses 5,000 random training
+        # images (folder datasets come sorted by class); on resume the checkpoint then
+        # overwrites it with the saved weights.
+        sample = np.random.default_rng(seed).permutation(len(x_train))[:5000]
+        data_dependent_init(net, x_train[np.sort(sample)])
         validation = None
         if y_val is not None:
             validation = (x_val, keras.utils.to_categorical(y_val, ds.num_classes)
                           if one_hot else y_val)
-        epochs_done = _checkpoint_epoch(run.checkpoints)
         _trim_history(run.history, epochs_done)
         backup = EpochBackupAndRestore(str(run.checkpoints), save_freq="epoch",
                                        double_checkpoint=True, delete_checkpoint=False)
         tensorboard = EpochTensorBoard(str(run.tensorboard), write_graph=False)
         callbacks = [
-            Progress(r.epochs, steps, len(x_train), verbose=int(verbose)),
+            Progress(r.epochs, steps, min(len(x_train), steps * r.batch_size),
+                     verbose=int(verbose)),
             backup,
             keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
             tensorboard,
@@ -194,7 +197,6 @@ def train(
                           "shuffle": True}
         else:
             fit_kwargs = {"x": train_data, "shuffle": False}  # the pipeline shuffles
-        t0 = time.perf_counter()
         try:
             history = net.fit(**fit_kwargs, epochs=r.epochs,
                               validation_data=validation,

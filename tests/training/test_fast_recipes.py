@@ -1,0 +1,144 @@
+"""The pieces of the fast recipes: Muon/SGD optimiser, alternating-flip data, shift TTA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_cnn.data.augment import AlternatingFlipTranslate, make_train_dataset
+from cifar_cnn.errors import ConfigError
+from cifar_cnn.predict.classifier import predict_probs, tta_mode
+from cifar_cnn.recipes import get_recipe
+from cifar_cnn.training.optimizers import MuonSGD, orthogonalize
+
+
+def test_orthogonalize_flattens_the_spectrum() -> None:
+    g = np.random.default_rng(0).normal(size=(64, 16)) * np.linspace(0.5, 5, 16)
+    before = np.linalg.svd(g, compute_uv=False)
+    after = np.linalg.svd(np.asarray(orthogonalize(keras.ops.convert_to_tensor(g), 5)),
+                          compute_uv=False)
+    assert before.max() / before.min() > 10
+    assert after.max() < 1.3 and after.min() > 0.5  # all ~1 (Newton-Schulz is rough)
+
+
+def _tiny_net() -> keras.Model:
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(3, 3, padding="same", use_bias=False, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
+    x = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(x))
+    return keras.Model(inputs, x)
+
+
+def test_muon_sgd_steps() -> None:
+    keras.utils.set_random_seed(0)
+    net = _tiny_net()
+    opt = MuonSGD(learning_rate=0.1, sgd_learning_rate=0.5, sgd_learning_rates={"head": 0.0},
+                  stop_after_steps={"bn": 2})
+    net.compile(optimizer=opt, loss="mse")
+    x = np.random.default_rng(0).normal(size=(8, 4, 4, 2)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(8, 2)).astype("float32")
+    head = np.asarray(net.get_layer("head").kernel).copy()
+    betas = []
+    for _ in range(4):
+        net.train_on_batch(x, y)
+        betas.append(np.asarray(net.get_layer("bn").beta).copy())
+        kernel = np.asarray(net.get_layer("conv").kernel)
+        # Muon renormalises the kernel to norm sqrt(filters) before each step of norm ~lr
+        assert abs(np.linalg.norm(kernel) - np.sqrt(3)) < 0.2
+    np.testing.assert_array_equal(np.asarray(net.get_layer("head").kernel), head)  # rate 0
+    assert not np.allclose(betas[0], betas[1])  # trained over its first 2 steps ...
+    np.testing.assert_array_equal(betas[1], betas[3])  # ... and frozen after
+    config = opt.get_config()
+    assert config["stop_after_steps"] == {"bn": 2} and config["sgd_learning_rates"]["head"] == 0
+
+
+def test_alternating_flips_and_shifts() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    y = np.arange(40) % 10
+    ds = AlternatingFlipTranslate(x, y, batch_size=16, translate=2, seed=3, one_hot=10)
+    assert len(ds) == 2  # the remainder of 8 images is left out of each epoch
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+
+    def epoch_views() -> dict[int, tuple[bool, tuple[int, int]]]:
+        views = {}
+        for b in range(len(ds)):
+            images, labels = ds[b]
+            for img, lab in zip(images, labels, strict=True):
+                for i in np.flatnonzero(y == lab.argmax()):
+                    for flipped in (False, True):
+                        for dy in range(5):
+                            for dx in range(5):
+                                view = padded[i, dy:dy + 8, dx:dx + 8]
+                                if np.array_equal(view[:, ::-1] if flipped else view, img):
+                                    views[int(i)] = (flipped, (dy, dx))
+        return views
+
+    first = epoch_views()
+    ds.on_epoch_end()
+    second = epoch_views()
+    assert len(first) == len(second) == 32  # every batched image is a shifted view
+    common = set(first) & set(second)
+    assert common and all(first[i][0] != second[i][0] for i in common)  # flips alternate
+    assert len({s for _, s in first.values()}) > 5  # shifts vary
+
+
+def test_airbench_augmentation_is_chosen_by_name() -> None:
+    x = np.zeros((20, 8, 8, 3), np.uint8)
+    ds = make_train_dataset(x, np.zeros(20, int), 5, "alternating_flip_translate",
+                            first_epoch=3)
+    assert isinstance(ds, AlternatingFlipTranslate) and ds.epoch == 3
+    with pytest.raises(ConfigError, match="batch_size 50 is larger"):
+        AlternatingFlipTranslate(x, np.zeros(20, int), 50)
+
+
+class _ColumnModel:
+    """A stand-in model whose 'probabilities' are its inputs' first column and top row."""
+
+    def predict(self, x: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
+        return np.stack([x[:, 0, 0, 0], x[:, 1, 0, 0], x[:, 0, 1, 0]], 1).astype("float64")
+
+
+def test_flip_and_translate_tta_weights() -> None:
+    x = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
+    m = _ColumnModel()
+    plain = predict_probs(m, x, tta=None)
+    flip = predict_probs(m, x, tta="flip")
+    mirrored = x[:, :, ::-1]
+    np.testing.assert_allclose(flip, (m.predict(x, 1, 0) + m.predict(mirrored, 1, 0)) / 2)
+    both = predict_probs(m, x, tta="flip_translate")
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    up_left, down_right = padded[:, :4, :4], padded[:, 2:, 2:]
+    expected = 0.5 * flip + 0.25 * (predict_probs(m, up_left, tta="flip")
+                                    + predict_probs(m, down_right, tta="flip"))
+    np.testing.assert_allclose(both, expected)
+    assert not np.allclose(both, flip) and not np.allclose(flip, plain)
+    assert tta_mode(True, "flip_translate") == "flip_translate" and tta_mode(True) == "flip"
+    assert tta_mode(None, "flip") == "flip" and tta_mode(False, "flip") is None
+    with pytest.raises(ValueError, match="Unknown test-time augmentation 'rotate'"):
+        tta_mode("rotate")
+
+
+def test_linear_schedule_and_optimizer_from_recipe() -> None:
+    r = get_recipe("fast94")
+    opt = r.build_optimizer(steps_per_epoch=25)
+    assert isinstance(opt, MuonSGD) and opt.stop_after_steps == {"whiten": 75}
+    schedule = r.learning_rate_for(25)
+    np.testing.assert_allclose([float(schedule(s)) for s in (0, 100, 200)], [0.24, 0.12, 0.0],
+                               atol=1e-7)
+    with pytest.raises(ConfigError, match="tta must be"):
+        r.replace(tta="rotate")
+
+
+def test_fast_recipe_run_predicts_with_its_tta(tiny_data, tmp_path: Path) -> None:
+    from cifar_cnn import Classifier, train
+
+    run = train("fast94", epochs=1, batch_size=64, data=tiny_data, runs_dir=tmp_path,
+                verbose=0)
+    clf = Classifier.load(run.path)
+    assert clf.tta == "flip_translate"
+    probs = clf.predict(tiny_data.x_test[:3])
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
