@@ -33,10 +33,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         if len(x) < batch_size:
             raise ConfigError(f"batch_size {batch_size} is larger than the {len(x)} training "
                               "images; lower --batch-size.")
-        self.batch_size, self.translate, self.seed = batch_size, translate, seed
-        t = translate
-        self.padded = np.pad(x, ((0, 0), (t, t), (t, t), (0, 0)), mode="reflect") if t else x
-        self.size = x.shape[1:3]
+        self.x, self.batch_size, self.translate, self.seed = x, batch_size, translate, seed
         self.y = np.eye(one_hot, dtype="float32")[y] if one_hot else np.asarray(y)
         self.base_flip = np.random.default_rng(seed).random(len(x)) < 0.5
         self.epoch = first_epoch
@@ -51,14 +48,15 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        (h, w), t = self.size, self.translate
-        batch = np.empty((len(idx), h, w, self.padded.shape[-1]), dtype=self.padded.dtype)
+        images, t = self.x[idx], self.translate
+        (h, w), batch = images.shape[1:3], np.empty_like(images)
+        padded = np.pad(images, ((0, 0), (t, t), (t, t), (0, 0)), mode="reflect")
         shifts = np.random.default_rng([self.seed, self.epoch, index]).integers(
             0, 2 * t + 1, size=(len(idx), 2))
         for dy in range(2 * t + 1):
             for dx in range(2 * t + 1):
                 sel = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
-                batch[sel] = self.padded[idx[sel], dy:dy + h, dx:dx + w]
+                batch[sel] = padded[sel, dy:dy + h, dx:dx + w]
         flip = self.base_flip[idx] ^ bool(self.epoch % 2)
         batch[flip] = batch[flip, :, ::-1]
         return batch, self.y[idx]
