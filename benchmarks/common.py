@@ -22,14 +22,20 @@ def commit() -> str:
     return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+# Read when the benchmark starts: the code that ran, even if the tree moves on meanwhile.
+START_COMMIT = commit()
+
+
 def write_result(kind: str, numbers: dict[str, Any]) -> Path:
     """Write ``results/<kind>-<UTC time>.json`` with the context of the measurement."""
     from cifar_cnn.runs import environment_info
 
     env = environment_info()
+    end_commit = commit()
     record = {
         "benchmark": kind,
-        "commit": commit(),
+        "commit": START_COMMIT,
+        **({"commit_at_end": end_commit} if end_commit != START_COMMIT else {}),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cpu": env["cpu"],
