@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,28 @@ def commit() -> str:
 START_COMMIT = commit()
 
 
+def matmul_gflops(size: int = 4096, repeats: int = 8) -> dict[str, float]:
+    """This machine's dense matmul speed in GFLOP/s (TensorFlow, float32 and bfloat16).
+
+    Hosts of the same nominal kind differ: a 2-core Zen 4 measured here half the speed of
+    the Zen 5 that earlier figures came from. Recorded beside every timing so that timings
+    from different hosts can be told apart and scaled, never silently compared.
+    """
+    import tensorflow as tf
+
+    speeds = {}
+    for dtype in ("float32", "bfloat16"):
+        a = tf.cast(tf.random.stateless_normal((size, size), seed=(0, 0)), dtype)
+        matmul = tf.function(lambda a=a: tf.matmul(a, a))
+        matmul().numpy()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            out = matmul()
+        out.numpy()
+        speeds[dtype] = round(2 * size**3 * repeats / (time.perf_counter() - t0) / 1e9, 1)
+    return speeds
+
+
 def write_result(kind: str, numbers: dict[str, Any]) -> Path:
     """Write ``results/<kind>-<UTC time>.json`` with the context of the measurement."""
     from cifar_cnn.runs import environment_info
@@ -41,6 +64,7 @@ def write_result(kind: str, numbers: dict[str, Any]) -> Path:
         "cpu": env["cpu"],
         "tensorflow": env["tensorflow"],
         "keras": env["keras"],
+        "matmul_gflops": matmul_gflops(),  # this host's speed, measured now
         "environment": env,
         **numbers,
     }

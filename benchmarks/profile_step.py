@@ -1,106 +1,189 @@
 """Where a training step of the airbench network spends its time on this CPU.
 
-Times ``model.fit`` steps (batch 1024, random uint8 images, SGD-Nesterov) for the full
-network and for variants with parts removed, under a precision policy. The difference
-between variants apportions the step: convolutions (+ pooling) vs batch norm vs GELU vs the
-rest. Also reports achieved GFLOP/s against the network's counted conv+dense FLOPs.
+Two measurements, each variant in a fresh process:
+
+- Whole training steps (``model.fit`` with MuonSGD, label smoothing, random uint8 images)
+  of the airbench network and of variants with parts swapped or removed: the difference
+  between variants apportions the step to batch norm, the activation, and the rest.
+  Each step is timed on its own (a host sync per step) and the median is kept: the mean of
+  a second ``fit`` call on this machine sometimes fell into a slow mode that made every
+  variant look alike (1.70 s per step for all of them), which had us blaming convolutions.
+- The convolutions alone: forward pass plus both gradients of each of the network's six
+  3x3 convolutions in plain TensorFlow, at the network's shapes. Their sum is the step time
+  if everything but the convolutions were free.
 
 Usage:
-    python -m benchmarks.profile_step --precision mixed_bfloat16 --steps 8
+    python -m benchmarks.profile_step --batch 500
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
 import time
-
-import keras
-import numpy as np
-from keras import layers
+from pathlib import Path
 
 from benchmarks.common import write_result
-from cifar_cnn.models.airbench import CIFAR10_MEAN, CIFAR10_STD, PatchWhitening
 
 WIDTHS = (64, 256, 256)
+# Whole-step variants: (batch norm, activation).
+VARIANTS = {
+    "full": (True, "gelu"),
+    "relu": (True, "relu"),
+    "no_bn": (False, "gelu"),
+    "no_bn_relu": (False, "relu"),
+    "convs_only": (False, None),
+}
 
 
-def build(bn: bool, act: str | None) -> keras.Model:
-    """The airbench network with batch norm and/or the activation optionally left out."""
-    inputs = keras.Input((32, 32, 3))
-    x = layers.Normalization(mean=CIFAR10_MEAN, variance=[s * s for s in CIFAR10_STD])(inputs)
-    x = PatchWhitening(name="whiten")(x)
-    if act:
-        x = layers.Activation(act)(x)
-    for w in WIDTHS:
-        for i in (1, 2):
-            x = layers.Conv2D(w, 3, padding="same", use_bias=False)(x)
-            if i == 1:
-                x = layers.MaxPooling2D(2)(x)
-            if bn:
-                x = layers.BatchNormalization(momentum=0.4, epsilon=1e-12, scale=False)(x)
-            if act:
-                x = layers.Activation(act)(x)
-    x = layers.GlobalMaxPooling2D()(x)
-    x = layers.Dense(10, use_bias=False)(x)
-    outputs = layers.Activation("softmax", dtype="float32")(x)
-    return keras.Model(inputs, outputs)
-
-
-def train_flops_per_image() -> float:
-    """Multiply-adds of the convs and head, x2 for FLOPs, x3 for forward + two backward."""
-    macs, size, cin = 31 * 31 * 24 * 12, 31, 24  # whitening 2x2x3 -> 24 at 31x31
-    for w in WIDTHS:
-        macs += size * size * 9 * cin * w
+def conv_shapes(widths: tuple[int, ...] = WIDTHS) -> list[tuple[int, int, int]]:
+    """(input size, in channels, out channels) of each 3x3 conv, after the 2x2 whitening."""
+    shapes, size, cin = [], 31, 24
+    for w in widths:
+        shapes.append((size, cin, w))
         size //= 2
-        macs += size * size * 9 * w * w
+        shapes.append((size, w, w))
         cin = w
-    macs += 256 * 10
+    return shapes
+
+
+def train_flops_per_image(widths: tuple[int, ...] = WIDTHS) -> float:
+    """Multiply-adds of the convs and head, x2 for FLOPs, x3 for forward + two backward."""
+    macs = 31 * 31 * 24 * 12  # whitening 2x2x3 -> 24 at 31x31
+    macs += sum(size * size * 9 * cin * cout for size, cin, cout in conv_shapes(widths))
+    macs += widths[-1] * 10
     return 2 * 3 * macs
 
 
-def images_per_second(model: keras.Model, steps: int, batch: int = 1024) -> float:
+def step_images_per_second(variant: str, batch: int, steps: int, precision: str) -> float:
+    """Median training speed of one network variant, from per-step wall times."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from cifar_cnn.recipes import get_recipe
+    from cifar_cnn.training.trainer import build_model
+
+    bn, act = VARIANTS[variant]
+    keras.config.set_dtype_policy(precision)
+    keras.utils.set_random_seed(0)
+    recipe = get_recipe("fast94").replace(batch_size=batch)
+    model = build_model(recipe.replace(model_options={"activation": act or "linear"}),
+                        10, (32, 32, 3), steps_per_epoch=steps)
+    if not bn:  # the same network with every batch norm replaced by the identity
+        model = keras.models.clone_model(
+            model, clone_function=lambda layer: (
+                keras.layers.Identity(name=layer.name)
+                if isinstance(layer, keras.layers.BatchNormalization)
+                else layer.__class__.from_config(layer.get_config())))
+        model.compile(optimizer=recipe.build_optimizer(steps),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.2))
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (batch * steps, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, 10, batch * steps)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.85, nesterov=True),
-                  loss="sparse_categorical_crossentropy")
-    model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, verbose=0)  # trace, warm up
-    t0 = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
-    return len(x) / (time.perf_counter() - t0)
+    x = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
+    y = np.eye(10, dtype="float32")[rng.integers(0, 10, batch)]
+    times: list[float] = []
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])  # wait for the step to finish
+            now = time.perf_counter()
+            times.append(now - self.t)
+            self.t = now
+
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(data, steps_per_epoch=steps + 2, epochs=1, verbose=0, callbacks=[StepTimer()])
+    return batch / statistics.median(times[2:])  # the first two steps trace and warm up
+
+
+def isolated_convs(batch: int, repeats: int = 3) -> list[dict]:
+    """Forward + input and kernel gradients of each conv alone, bfloat16, in milliseconds."""
+    import tensorflow as tf
+
+    rows = []
+    for size, cin, cout in conv_shapes():
+        x = tf.cast(tf.random.stateless_normal((batch, size, size, cin), seed=(0, 1)),
+                    tf.bfloat16)
+        w = tf.Variable(tf.random.stateless_normal((3, 3, cin, cout), seed=(0, 2)) * 0.05)
+
+        @tf.function
+        def step(x=x, w=w):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.nn.conv2d(x, tf.cast(w, tf.bfloat16), 1, "SAME")
+                loss = tf.reduce_sum(tf.cast(y, tf.float32))
+            return tape.gradient(loss, [x, w])
+
+        step()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            out = step()
+        out[1].numpy()
+        seconds = (time.perf_counter() - t0) / repeats
+        flops = 3 * 2 * batch * size * size * 9 * cin * cout
+        rows.append({"shape": f"{size}x{size}x{cin}->{cout}", "ms": round(seconds * 1e3, 1),
+                     "gflops_per_second": round(flops / seconds / 1e9, 1)})
+    return rows
+
+
+def _child(args: argparse.Namespace) -> dict:
+    if args.child == "convs":
+        return {"convs": isolated_convs(args.batch)}
+    return {"images_per_second": step_images_per_second(args.child, args.batch, args.steps,
+                                                        args.precision)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--precision", default="mixed_bfloat16")
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per variant")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-    keras.config.set_dtype_policy(args.precision)
+    if args.child:
+        print(json.dumps(_child(args)))
+        return
+
+    def child(name: str) -> dict:
+        cmd = [sys.executable, "-m", "benchmarks.profile_step", "--child", name,
+               "--batch", str(args.batch), "--steps", str(args.steps),
+               "--precision", args.precision]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[1]).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
     flops = train_flops_per_image()
-    variants = {"full": (True, "gelu"), "relu": (True, "relu"), "no_bn": (False, "gelu"),
-                "convs_only": (False, None)}
-    results = {}
-    for name, (bn, act) in variants.items():
-        keras.utils.set_random_seed(0)
-        ips = images_per_second(build(bn, act), args.steps)
-        step_ms = 1024 / ips * 1000
-        results[name] = {"images_per_second": round(ips, 1), "step_ms": round(step_ms, 1),
-                         "gflops_per_second": round(ips * flops / 1e9, 1)}
-        print(name, results[name], flush=True)
-    full, convs = results["full"]["step_ms"], results["convs_only"]["step_ms"]
+    variants = {}
+    for name in VARIANTS:
+        ips = child(name)["images_per_second"]
+        variants[name] = {"images_per_second": round(ips, 1),
+                          "step_ms": round(args.batch / ips * 1e3, 1),
+                          "gflops_per_second": round(ips * flops / 1e9, 1)}
+        print(name, variants[name], flush=True)
+    convs = child("convs")["convs"]
+    conv_ms = sum(c["ms"] for c in convs)
+    full = variants["full"]["step_ms"]
     numbers = {
         "precision": args.precision,
-        "batch_size": 1024,
+        "batch_size": args.batch,
         "steps": args.steps,
         "train_gflop_per_image": round(flops / 1e9, 4),
-        "variants": results,
-        "conv_share_of_step": round(convs / full, 3),
-        "batchnorm_ms": round(full - results["no_bn"]["step_ms"], 1),
-        "gelu_vs_relu_ms": round(full - results["relu"]["step_ms"], 1),
+        "variants": variants,
+        "isolated_convs": convs,
+        "isolated_convs_ms": round(conv_ms, 1),
+        "conv_share_of_step": round(conv_ms / full, 3),
+        "batchnorm_ms": round(full - variants["no_bn"]["step_ms"], 1),
+        "gelu_vs_relu_ms": round(full - variants["relu"]["step_ms"], 1),
     }
     path = write_result("profile_step", numbers)
-    print(f"convolutions (+pooling, whitening, head) take {convs / full:.0%} of a "
-          f"{full:.0f} ms step -> {path}")
+    print(f"the six 3x3 convolutions alone take {conv_ms:.0f} ms of a {full:.0f} ms step "
+          f"({conv_ms / full:.0%}); GELU costs {numbers['gelu_vs_relu_ms']:.0f} ms more than "
+          f"ReLU, batch norm {numbers['batchnorm_ms']:.0f} ms -> {path}")
 
 
 if __name__ == "__main__":

@@ -140,11 +140,19 @@ def environment_info() -> dict[str, str]:
 
 
 def cpu_name() -> str:
-    """The CPU model name, from /proc/cpuinfo where available."""
+    """The CPU model name with its family and model numbers, from /proc/cpuinfo if there.
+
+    Virtual machines often report a bare "AMD EPYC"; the family/model numbers still tell the
+    generations apart (family 25 is Zen 3/4, 26 is Zen 5), which matters for timings.
+    """
     try:
+        fields: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        if "model name" in fields:
+            ids = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields)
+            return f"{fields['model name']} ({ids + '; ' if ids else ''}{os.cpu_count()} cores)"
     except OSError:
         pass
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"

@@ -133,10 +133,18 @@ def test_linear_schedule_and_optimizer_from_recipe() -> None:
         r.replace(tta="rotate")
 
 
-def test_fast_recipe_run_predicts_with_its_tta(tiny_data, tmp_path: Path) -> None:
+def test_quick_is_fast94_on_a_smaller_relu_network() -> None:
+    quick, fast = get_recipe("quick"), get_recipe("fast94")
+    assert quick.model == fast.model and quick.model_options["activation"] == "relu"
+    assert quick.optimizer_options["sgd_learning_rate"] == pytest.approx(
+        fast.optimizer_options["sgd_learning_rate"] * quick.batch_size / fast.batch_size)
+
+
+@pytest.mark.parametrize("recipe", ["fast94", "quick"])
+def test_fast_recipe_run_predicts_with_its_tta(recipe: str, tiny_data, tmp_path: Path) -> None:
     from cifar_cnn import Classifier, train
 
-    run = train("fast94", epochs=1, batch_size=64, data=tiny_data, runs_dir=tmp_path,
+    run = train(recipe, epochs=1, batch_size=64, data=tiny_data, runs_dir=tmp_path,
                 verbose=0)
     clf = Classifier.load(run.path)
     assert clf.tta == "flip_translate"
