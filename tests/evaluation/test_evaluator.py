@@ -15,7 +15,7 @@ from cifar_cnn.predict import Classifier
 
 def test_test_split_with_tta_and_saved_temperature(trained_run: Path, tiny_data) -> None:
     metrics = cifar_cnn.evaluate(trained_run, data=tiny_data, tta=True)
-    assert metrics["tta"] is True and metrics["split"] == "test"
+    assert metrics["tta"] == "flip" and metrics["split"] == "test"  # True: flips
     assert metrics["num_images"] == len(tiny_data.y_test)
     assert metrics["temperature_fit_on"] == "validation"
     assert metrics["dataset_fingerprint_matches"] is True
