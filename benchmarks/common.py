@@ -73,3 +73,21 @@ def write_result(kind: str, numbers: dict[str, Any]) -> Path:
     path = RESULTS / f"{kind}-{stamp}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
+
+
+def run_child(args: list[str]) -> dict[str, Any]:
+    """Run ``python -m <args>`` in a fresh process; echo its output, return its last line.
+
+    Each measured training gets its own process: clean TensorFlow state (a second
+    ``model.fit`` in one process can fall into a slow mode here) and an honest peak RSS.
+    The child prints its result as JSON on its last line of stdout.
+    """
+    cmd = [sys.executable, "-m", *args]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=RESULTS.parents[1]) as child:
+        lines = []
+        for line in child.stdout or ():  # echo the child's progress, keep its last line
+            print(line, end="", file=sys.stderr, flush=True)
+            lines.append(line)
+    if child.returncode or not lines:
+        raise SystemExit(f"{' '.join(args)} failed (exit {child.returncode})")
+    return json.loads(lines[-1])

@@ -5,7 +5,8 @@ time is the wall time of ``cifar_cnn.train`` with the decoded dataset already in
 model building, data-dependent initialisation, graph tracing, augmentation and every step
 up to the saved final weights. Nothing is evaluated during training (``monitor_test=False``);
 the test set is evaluated afterwards, untimed, without and with the recipe's test-time
-augmentation (flips if it has none).
+augmentation (flips if it has none), and so are the weights kept at the end of each epoch
+(``curve``: test accuracy against training time; ``benchmarks.plot_curves`` draws it).
 
 Writes ``benchmarks/results/time_to_accuracy-<recipe>-<UTC time>.json``.
 
@@ -20,13 +21,28 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-from benchmarks.common import write_result
+import keras
+
+from benchmarks.common import run_child, write_result
+
+
+class EpochSnapshots(keras.callbacks.Callback):
+    """Keeps the weights at each epoch's end and the wall time since ``t0`` then.
+
+    Copying ~2M weights takes milliseconds, so the timed training barely notices; the
+    snapshots are evaluated on the test set after training, untimed (the accuracy curve).
+    """
+
+    def __init__(self, t0: float) -> None:
+        super().__init__()
+        self.t0 = t0
+        self.snapshots: list[tuple[float, list]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.snapshots.append((time.perf_counter() - self.t0, self.model.get_weights()))
 
 
 def run_seed(recipe: str, seed: int, data: str | None, epochs: int | None) -> dict:
@@ -36,17 +52,26 @@ def run_seed(recipe: str, seed: int, data: str | None, epochs: int | None) -> di
     from cifar_cnn.predict import Classifier, predict_probs
 
     ds = load_cifar10(data)
+
+    def accuracy(model: keras.Model, tta: str | None = None) -> float:
+        return float((predict_probs(model, ds.x_test, tta=tta).argmax(1) == ds.y_test).mean())
+
     with tempfile.TemporaryDirectory() as runs:
         t0 = time.perf_counter()
+        snapshots = EpochSnapshots(t0)
         run = train(recipe, epochs=epochs, data=ds, seed=seed, runs_dir=runs,
-                    monitor_test=False, verbose=2)
+                    monitor_test=False, verbose=2, callbacks=[snapshots])
         seconds = time.perf_counter() - t0
         meta = run.read_metadata()
         clf = Classifier.load(run.path)
-        acc = float((predict_probs(clf.model, ds.x_test).argmax(1) == ds.y_test).mean())
+        acc = accuracy(clf.model)
         tta = clf.tta or "flip"  # the recipe's test-time augmentation, else flips
-        acc_tta = float(
-            (predict_probs(clf.model, ds.x_test, tta=tta).argmax(1) == ds.y_test).mean())
+        acc_tta = accuracy(clf.model, tta)
+        curve = []
+        for epoch, (at, weights) in enumerate(snapshots.snapshots, start=1):
+            clf.model.set_weights(weights)
+            curve.append({"epoch": epoch, "seconds": round(at, 2),
+                          "test_accuracy": accuracy(clf.model)})
     images = meta["epochs_done"] * meta["dataset"]["num_train"]
     return {
         "seed": seed,
@@ -58,6 +83,7 @@ def run_seed(recipe: str, seed: int, data: str | None, epochs: int | None) -> di
         "fit_seconds": meta["train_seconds"],  # inside train(): model build, init, fit
         "images_per_second": round(images / seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "curve": curve,  # test accuracy (no TTA) after each epoch, at its training time
     }
 
 
@@ -77,19 +103,10 @@ def main() -> None:
 
     seeds = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        cmd = [sys.executable, "-m", "benchmarks.time_to_accuracy", "--recipe", args.recipe,
-               "--child", str(seed)]
+        cmd = ["benchmarks.time_to_accuracy", "--recipe", args.recipe, "--child", str(seed)]
         cmd += ["--data", args.data] if args.data else []
         cmd += ["--epochs", str(args.epochs)] if args.epochs else []
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).resolve().parents[1]) as child:
-            lines = []
-            for line in child.stdout:  # echo the child's progress, keep its last line
-                print(line, end="", file=sys.stderr, flush=True)
-                lines.append(line)
-        if child.returncode:
-            raise SystemExit(f"seed {seed} failed (exit {child.returncode})")
-        record = json.loads(lines[-1])
+        record = run_child(cmd)
         seeds.append(record)
         print(json.dumps(record), flush=True)
 

@@ -69,6 +69,15 @@ def test_patch_whitening_whitens_patches() -> None:
                                rtol=1e-5, atol=1e-5)
 
 
+def test_airbench_without_whitening_learns_its_first_conv() -> None:
+    with_whitening = create_model("airbench", widths=(8, 8, 8))
+    plain = create_model("airbench", widths=(8, 8, 8), whitening=False)
+    first, second = with_whitening.get_layer("whiten"), plain.get_layer("whiten")
+    assert getattr(first, "adapts_to_data", False) and not first.kernel.trainable
+    assert not getattr(second, "adapts_to_data", False) and second.kernel.trainable
+    assert first.output.shape == second.output.shape
+
+
 def test_warmup_cosine_schedule() -> None:
     r = get_recipe("baseline").replace(lr_schedule="warmup_cosine", warmup_fraction=0.2,
                                        learning_rate=1.0, epochs=10)

@@ -55,6 +55,27 @@ def test_muon_sgd_steps() -> None:
     assert config["stop_after_steps"] == {"bn": 2} and config["sgd_learning_rates"]["head"] == 0
 
 
+def test_muon_sgd_without_muon_is_nesterov_sgd_everywhere() -> None:
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    net = _tiny_net()
+    x = np.random.default_rng(0).normal(size=(8, 4, 4, 2)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(8, 2)).astype("float32")
+    kernel = net.get_layer("conv").kernel
+    w0 = np.asarray(kernel).copy()
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(keras.losses.mean_squared_error(y, net(x, training=True)))
+    g = np.asarray(tape.gradient(loss, kernel))
+    net.compile(optimizer=MuonSGD(learning_rate=0.1, sgd_learning_rate=0.0, muon=False,
+                                  sgd_learning_rates={"conv": 0.05}, sgd_momentum=0.5),
+                loss="mse")
+    net.train_on_batch(x, y)
+    # the first Nesterov step from zero momentum: w - rate * (g + momentum * g)
+    np.testing.assert_allclose(np.asarray(kernel), w0 - 0.05 * 1.5 * g, rtol=1e-4, atol=1e-6)
+    assert net.optimizer.get_config()["muon"] is False
+
+
 def test_alternating_flips_and_shifts() -> None:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
@@ -84,6 +105,26 @@ def test_alternating_flips_and_shifts() -> None:
     common = set(first) & set(second)
     assert common and all(first[i][0] != second[i][0] for i in common)  # flips alternate
     assert len({s for _, s in first.values()}) > 5  # shifts vary
+
+
+def test_random_flips_and_no_shifts_on_request() -> None:
+    x = np.random.default_rng(0).integers(0, 256, (200, 4, 4, 3), dtype=np.uint8)
+    ds = make_train_dataset(x, np.arange(200), 200, "alternating_flip_translate",
+                            options={"translate": 0, "alternate": False})
+    flips = []
+    for _ in range(2):
+        images, labels = ds[0]
+        same = np.array([np.array_equal(img, x[i]) for img, i in zip(images, labels,
+                                                                     strict=True)])
+        mirrored = np.array([np.array_equal(img, x[i, :, ::-1]) for img, i in
+                             zip(images, labels, strict=True)])
+        assert (same | mirrored).all()  # no shifts: each image as it is, or mirrored
+        flips.append(dict(zip(labels.tolist(), mirrored.tolist(), strict=True)))
+        ds.on_epoch_end()
+    both = sum(flips[0][i] == flips[1][i] for i in range(200))
+    assert 60 < both < 140  # independent coin tosses, not alternation (which gives 0)
+    with pytest.raises(ConfigError, match="takes no option"):
+        make_train_dataset(x, np.arange(200), 10, "flip", options={"translate": 0})
 
 
 def test_airbench_augmentation_is_chosen_by_name() -> None:

@@ -162,8 +162,15 @@ def test_data_dependent_init_is_applied_and_saved(tiny_data: CifarData, tmp_path
 
 
 def test_without_monitoring_nothing_is_evaluated(tiny_data: CifarData, tmp_path: Path) -> None:
+    class Count(keras.callbacks.Callback):
+        epochs = 0
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            Count.epochs += 1
+
     run = train("baseline", epochs=1, data=tiny_data, runs_dir=tmp_path, monitor_test=False,
-                verbose=0)
+                verbose=0, callbacks=[Count()])
+    assert Count.epochs == 1  # the caller's callbacks are called too
     meta = run.read_metadata()
     assert meta["settings"]["monitor"] == "none"
     assert meta["final_metrics"]["monitored_accuracy"] is None

@@ -23,12 +23,15 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
     does not fill a batch is left out of each epoch (a different one each time).
 
     Args:
+        translate: largest shift in pixels (0: none).
+        alternate: False flips each image by an independent coin toss every epoch instead.
         one_hot: number of classes to one-hot encode labels to (0: keep integer labels).
         first_epoch: the epoch training starts at (after a resume).
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, translate: int = 2,
-                 seed: int = 0, one_hot: int = 0, first_epoch: int = 0) -> None:
+                 alternate: bool = True, seed: int = 0, one_hot: int = 0,
+                 first_epoch: int = 0) -> None:
         super().__init__()
         if len(x) < batch_size:
             raise ConfigError(f"batch_size {batch_size} is larger than the {len(x)} training "
@@ -36,6 +39,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         self.x, self.batch_size, self.translate, self.seed = x, batch_size, translate, seed
         self.y = np.eye(one_hot, dtype="float32")[y] if one_hot else np.asarray(y)
         self.base_flip = np.random.default_rng(seed).random(len(x)) < 0.5
+        self.alternate = alternate
         self.epoch = first_epoch
         self._start_epoch()
 
@@ -51,13 +55,14 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         images, t = self.x[idx], self.translate
         (h, w), batch = images.shape[1:3], np.empty_like(images)
         padded = np.pad(images, ((0, 0), (t, t), (t, t), (0, 0)), mode="reflect")
-        shifts = np.random.default_rng([self.seed, self.epoch, index]).integers(
-            0, 2 * t + 1, size=(len(idx), 2))
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        shifts = rng.integers(0, 2 * t + 1, size=(len(idx), 2))
         for dy in range(2 * t + 1):
             for dx in range(2 * t + 1):
                 sel = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
                 batch[sel] = padded[sel, dy:dy + h, dx:dx + w]
-        flip = self.base_flip[idx] ^ bool(self.epoch % 2)
+        flip = (self.base_flip[idx] ^ bool(self.epoch % 2) if self.alternate
+                else rng.random(len(idx)) < 0.5)
         batch[flip] = batch[flip, :, ::-1]
         return batch, self.y[idx]
 
@@ -75,6 +80,7 @@ def make_train_dataset(
     seed: int = 0,
     num_classes: int = 0,
     first_epoch: int = 0,
+    options: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset | Any:
     """The training input for ``model.fit``.
 
@@ -90,18 +96,25 @@ def make_train_dataset(
 
     Args:
         num_classes: if > 0, labels are one-hot encoded (needed for label smoothing).
+        options: keyword arguments of `AlternatingFlipTranslate` (``translate``,
+            ``alternate``); only that augmentation takes any.
 
     Raises:
-        ValueError: for an unknown augmentation name.
+        ConfigError: for an unknown augmentation name, or options it does not take.
     """
     if augmentation is not None and augmentation not in AUGMENTATIONS:
         raise ConfigError(f"Unknown augmentation {augmentation!r}; choose from "
                          f"{', '.join(AUGMENTATIONS)} or None.")
+    options = dict(options or {})
+    known = {"translate", "alternate"} if augmentation == "alternating_flip_translate" else set()
+    if set(options) - known:
+        raise ConfigError(f"Augmentation {augmentation!r} takes no option(s) "
+                          f"{', '.join(sorted(set(options) - known))}.")
     if augmentation is None and not num_classes:
         return x, y
     if augmentation == "alternating_flip_translate":
-        return AlternatingFlipTranslate(x, y, batch_size, translate=2, seed=seed,
-                                        one_hot=num_classes, first_epoch=first_epoch)
+        return AlternatingFlipTranslate(x, y, batch_size, seed=seed, one_hot=num_classes,
+                                        first_epoch=first_epoch, **{"translate": 2, **options})
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augmentation:

@@ -157,6 +157,7 @@ def airbench(
     bn_momentum: float = 0.6,  # Keras convention: running = 0.6 running + 0.4 batch
     activation: str = "gelu",
     logit_scale: float | None = None,
+    whitening: bool = True,
 ) -> keras.Model:
     """The airbench94 network: about 1.97M parameters, 0.24 GFLOP per 32x32 image forward.
 
@@ -164,6 +165,8 @@ def airbench(
         widths: channels of the three conv groups.
         activation: a Keras activation name ("gelu" as airbench; "relu" is cheaper on CPUs).
         logit_scale: multiplies the logits; default ``1 / widths[-1]``.
+        whitening: False puts an ordinary trained 2x2 convolution of the same width in
+            place of the frozen data-derived whitening (to measure what whitening brings).
 
     Before training, `cifar_cnn.models.data_dependent_init` (which the trainer calls) sets the
     whitening filters from training images; without it they are zero.
@@ -171,7 +174,10 @@ def airbench(
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Normalization(mean=CIFAR10_MEAN, variance=[s * s for s in CIFAR10_STD],
                              name="normalize")(inputs)
-    x = PatchWhitening(name="whiten")(x)
+    if whitening:
+        x = PatchWhitening(name="whiten")(x)
+    else:
+        x = layers.Conv2D(2 * 2 * 2 * input_shape[-1], 2, name="whiten")(x)
     x = layers.Activation(activation, name=f"whiten_{activation}")(x)
     for i, width in enumerate(widths, start=1):
         x = _conv_group(x, width, bn_momentum, activation, f"block{i}")

@@ -35,6 +35,7 @@ class Recipe:
     model_options: dict[str, Any] = field(default_factory=dict)
     label_smoothing: float = 0.0
     augmentation: str | None = None  # see cifar_cnn.data.augment
+    augmentation_options: dict[str, Any] = field(default_factory=dict)  # ditto
     precision: str = "float32"  # a Keras dtype policy: "float32" or "mixed_bfloat16"
     # Test-time augmentation at evaluation / prediction: False, "flip" (True means the same)
     # or "flip_translate" (flips of the image and of two 1-pixel shifts of it).

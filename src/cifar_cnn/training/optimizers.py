@@ -51,6 +51,8 @@ class MuonSGD(keras.optimizers.Optimizer):
         sgd_momentum: the SGD variables' Nesterov momentum.
         sgd_weight_decay: see above.
         stop_after_steps: ``{path substring: steps}``.
+        muon: False updates the conv kernels by Nesterov SGD too (at their
+            ``sgd_learning_rates`` entry), for measuring what Muon brings.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class MuonSGD(keras.optimizers.Optimizer):
         sgd_momentum: float = 0.85,
         sgd_weight_decay: float = 0.0,
         stop_after_steps: dict[str, int] | None = None,
+        muon: bool = True,
         name: str = "muon_sgd",
         **kwargs: Any,
     ) -> None:
@@ -74,6 +77,7 @@ class MuonSGD(keras.optimizers.Optimizer):
         self.sgd_momentum = sgd_momentum
         self.sgd_weight_decay = sgd_weight_decay
         self.stop_after_steps = dict(stop_after_steps or {})
+        self.muon = muon
         lr = learning_rate
         self._initial_lr = float(lr(0) if callable(lr) else lr)
 
@@ -85,7 +89,7 @@ class MuonSGD(keras.optimizers.Optimizer):
             return
         super().build(var_list)
         self._momentums = [self.add_variable_from_reference(v, "momentum") for v in var_list]
-        self._is_kernel = [len(v.shape) == 4 for v in var_list]
+        self._is_kernel = [self.muon and len(v.shape) == 4 for v in var_list]
         self._sgd_lr = [self._match(self.sgd_learning_rates, v.path, self.sgd_learning_rate)
                         for v in var_list]
         self._stop = [self._match(self.stop_after_steps, v.path, None) for v in var_list]
@@ -126,4 +130,5 @@ class MuonSGD(keras.optimizers.Optimizer):
             "sgd_momentum": self.sgd_momentum,
             "sgd_weight_decay": self.sgd_weight_decay,
             "stop_after_steps": self.stop_after_steps,
+            "muon": self.muon,
         }

@@ -6,6 +6,7 @@ import csv
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ def train(
     name: str | None = None,
     resume: str | os.PathLike[str] | None = None,
     verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> RunDir:
     """Train a network and write a run directory.
 
@@ -92,6 +94,8 @@ def train(
         resume: a run directory to continue from its last checkpoint; every other setting
             (the data path too, unless `data` is given) is read from its metadata.json.
         verbose: "auto" (a live bar on a terminal, a line per epoch otherwise), 0, 1 or 2.
+        callbacks: more Keras callbacks for ``model.fit``, called after cifar-cnn's own
+            (progress, checkpoints, history.csv, TensorBoard).
 
     Returns:
         The `RunDir` holding model.keras, metadata.json, history.csv, checkpoints/ and
@@ -167,7 +171,8 @@ def train(
         one_hot = r.label_smoothing > 0
         train_data = make_train_dataset(x_train, y_train, r.batch_size, r.augmentation,
                                         seed=seed, num_classes=ds.num_classes if one_hot else 0,
-                                        first_epoch=epochs_done)
+                                        first_epoch=epochs_done,
+                                        options=r.augmentation_options)
         steps = (len(train_data) if isinstance(train_data, keras.utils.PyDataset)
                  else int(np.ceil(len(x_train) / r.batch_size)))
         net = build_model(r, ds.num_classes, ds.image_shape, steps)
@@ -184,12 +189,13 @@ def train(
         backup = EpochBackupAndRestore(str(run.checkpoints), save_freq="epoch",
                                        double_checkpoint=True, delete_checkpoint=False)
         tensorboard = EpochTensorBoard(str(run.tensorboard), write_graph=False)
-        callbacks = [
+        fit_callbacks = [
             Progress(r.epochs, steps, min(len(x_train), steps * r.batch_size),
                      verbose=int(verbose)),
             backup,
             keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
             tensorboard,
+            *callbacks,
         ]
         fit_kwargs: dict[str, Any] = {}
         if isinstance(train_data, tuple):  # plain arrays: let Keras batch and shuffle
@@ -201,7 +207,7 @@ def train(
             history = net.fit(**fit_kwargs, epochs=r.epochs,
                               validation_data=validation,
                               validation_batch_size=max(r.batch_size, 256),
-                              callbacks=callbacks, verbose=0)
+                              callbacks=fit_callbacks, verbose=0)
         except KeyboardInterrupt:
             meta["status"] = "interrupted"
             run.write_metadata(meta)

@@ -1,0 +1,141 @@
+"""Ablation: what each choice of a fast recipe is worth, measured on a validation split.
+
+Trains the recipe as registered and variants that each undo one of its choices, each in a
+fresh process, on the training set less a stratified validation split (5,000 images by
+default), and reports validation accuracy without test-time augmentation, with flips, and
+with flips and shifts, beside the training time. The test set is never touched, so these
+figures may be used for tuning.
+
+Writes ``benchmarks/results/ablation-<recipe>-<UTC time>.json``.
+
+Usage:
+    python -m benchmarks.ablation --recipe quick --data ../shared/datasets/cifar10
+    python -m benchmarks.ablation --recipe quick --variants recipe,gelu --seeds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+from benchmarks.common import run_child, write_result
+from cifar_cnn.recipes import Recipe, get_recipe
+
+
+def _options(r: Recipe, **changes: object) -> Recipe:
+    return r.replace(optimizer_options={**r.optimizer_options, **changes})
+
+
+def _model(r: Recipe, **changes: object) -> Recipe:
+    return r.replace(model_options={**r.model_options, **changes})
+
+
+def _other_activation(r: Recipe) -> Recipe:
+    return _model(r, activation="relu" if r.model_options.get("activation") == "gelu"
+                  else "gelu")
+
+
+# name -> (what the variant changes, how). Each undoes one choice of the airbench recipes.
+VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
+    "recipe": ("the recipe as registered", lambda r: r),
+    "no_whitening": ("a trained 2x2 conv in place of the frozen data-derived whitening",
+                     lambda r: _model(r, whitening=False)),
+    "whiten_bias_trained": ("the whitening bias trained to the end (not stopped after 3 "
+                            "epochs)", lambda r: _options(r, stop_after_epochs={})),
+    "no_label_smoothing": ("no label smoothing (0.2 in the recipe)",
+                           lambda r: r.replace(label_smoothing=0.0)),
+    "random_flips": ("independent random flips each epoch instead of alternating ones",
+                     lambda r: r.replace(augmentation_options={"alternate": False})),
+    "no_translate": ("alternating flips without the 2-pixel shifts",
+                     lambda r: r.replace(augmentation_options={"translate": 0})),
+    "sgd": ("Nesterov SGD for the conv kernels too, at airbench94's kernel rate "
+            "(0.0015 x batch, untuned), instead of Muon",
+            lambda r: _options(r, muon=False, sgd_learning_rates={
+                **r.optimizer_options.get("sgd_learning_rates", {}),
+                "conv": 0.0015 * r.batch_size})),
+    "other_activation": ("GELU for ReLU, or ReLU for GELU", _other_activation),
+    "float32": ("float32 instead of mixed bfloat16", lambda r: r.replace(precision="float32")),
+}
+
+
+def run_variant(recipe: str, variant: str, seed: int, data: str | None,
+                val_size: int) -> dict:
+    """Train one variant for one seed in this process; returns its record."""
+    from cifar_cnn import train
+    from cifar_cnn.data import CifarData, load_cifar10, split_validation
+    from cifar_cnn.predict import Classifier, predict_probs
+
+    r = VARIANTS[variant][1](get_recipe(recipe))
+    ds = load_cifar10(data)
+    x, y, x_val, y_val = split_validation(ds.x_train, ds.y_train, val_size, seed=seed)
+    # Train on the rest with nothing monitored, so the time compares with time_to_accuracy.
+    split = CifarData(x, y, x_val, y_val, ds.class_names, source=f"{ds.source}, split")
+    with tempfile.TemporaryDirectory() as runs:
+        t0 = time.perf_counter()
+        run = train(r, data=split, monitor_test=False, seed=seed, runs_dir=runs, verbose=2)
+        seconds = time.perf_counter() - t0
+        model = Classifier.load(run.path).model
+        acc = {f"val_accuracy{suffix}": float(
+                   (predict_probs(model, x_val, tta=tta).argmax(1) == y_val).mean())
+               for suffix, tta in (("", None), ("_flip", "flip"),
+                                   ("_flip_translate", "flip_translate"))}
+    return {"variant": variant, "seed": seed, **acc, "train_seconds": round(seconds, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default="quick")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per variant")
+    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--data", default=None)
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # "variant:seed"
+    args = p.parse_args()
+
+    if args.child is not None:  # one training, result as the last line of stdout
+        variant, seed = args.child.rsplit(":", 1)
+        print(json.dumps(run_variant(args.recipe, variant, int(seed), args.data,
+                                     args.val_size)))
+        return
+
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"Unknown variant(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(VARIANTS)}.")
+    runs = []
+    for variant in names:
+        for seed in range(args.seeds):
+            cmd = ["benchmarks.ablation", "--recipe", args.recipe, "--child",
+                   f"{variant}:{seed}", "--val-size", str(args.val_size)]
+            cmd += ["--data", args.data] if args.data else []
+            runs.append(run_child(cmd))
+            print(json.dumps(runs[-1]), flush=True)
+
+    def mean(variant: str, key: str) -> float:
+        return round(statistics.fmean(r[key] for r in runs if r["variant"] == variant), 5)
+
+    keys = ("val_accuracy", "val_accuracy_flip", "val_accuracy_flip_translate",
+            "train_seconds")
+    numbers = {
+        "recipe": args.recipe,
+        "val_size": args.val_size,
+        "seeds_per_variant": args.seeds,
+        "variants": {v: {"change": VARIANTS[v][0], **{k: mean(v, k) for k in keys}}
+                     for v in names},
+        "runs": runs,
+    }
+    path = write_result(f"ablation-{args.recipe}", numbers)
+    for v, row in numbers["variants"].items():
+        print(f"{v:22s} val {row['val_accuracy']:.4f}  flip+shift TTA "
+              f"{row['val_accuracy_flip_translate']:.4f}  {row['train_seconds']:7.1f} s")
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()

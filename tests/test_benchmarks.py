@@ -1,0 +1,45 @@
+"""The benchmark scripts' own logic (they are run by hand, never timed in tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from benchmarks.ablation import VARIANTS
+from benchmarks.plot_curves import mean_curve, plot
+from cifar_cnn.recipes import get_recipe
+from cifar_cnn.training.trainer import build_model
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_each_ablation_variant_changes_one_thing_and_builds(variant: str) -> None:
+    base = get_recipe("quick")
+    r = VARIANTS[variant][1](base)
+    changed = {k for k, v in r.to_dict().items() if v != base.to_dict()[k]}
+    assert len(changed) == (0 if variant == "recipe" else 1), changed
+    net = build_model(r, 10, (32, 32, 3), steps_per_epoch=5)
+    opt = r.build_optimizer(steps_per_epoch=5)
+    assert net.output.shape == (None, 10) and opt is not None
+
+
+def _result(recipe: str, curves: list[list[tuple[float, float]]]) -> dict:
+    seeds = [{"curve": [{"epoch": e + 1, "seconds": s, "test_accuracy": a}
+                        for e, (s, a) in enumerate(c)]} for c in curves]
+    return {"recipe": recipe, "seeds": seeds, "mean_test_accuracy_tta": 0.93,
+            "mean_train_seconds": curves[0][-1][0] + 1}
+
+
+def test_accuracy_curve_is_averaged_over_seeds_and_drawn(tmp_path: Path) -> None:
+    fast = _result("fast94", [[(100, 0.8), (200, 0.9)], [(110, 0.7), (210, 0.92)]])
+    assert mean_curve(fast) == pytest.approx([(105, 0.75), (205, 0.91)])
+    reference = {"benchmark": "reference_airbench94_muon", "train_seconds": 250,
+                 "test_accuracy": 0.91, "test_accuracy_tta": 0.92}
+    out = plot([fast, _result("quick", [[(50, 0.85)]]), reference], tmp_path / "curve.png")
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.width > 600
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]  # no temporary left behind
+    with pytest.raises(SystemExit, match="no per-epoch curve"):
+        plot([json.loads(json.dumps({**fast, "seeds": [{}]}))], tmp_path / "x.png")
