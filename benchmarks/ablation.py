@@ -35,8 +35,8 @@ def _model(r: Recipe, **changes: object) -> Recipe:
 
 
 def _other_activation(r: Recipe) -> Recipe:
-    return _model(r, activation="relu" if r.model_options.get("activation") == "gelu"
-                  else "gelu")
+    current = r.model_options.get("activation", "gelu")  # the airbench network's default
+    return _model(r, activation="relu" if current == "gelu" else "gelu")
 
 
 # name -> (what the variant changes, how). Each undoes one choice of the airbench recipes.

@@ -40,6 +40,7 @@ def plot(results: list[dict[str, Any]], out: Path, targets: tuple[float, ...] = 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    lowest = min(targets) - 0.25
     for i, result in enumerate(results):
         color = f"C{i}"
         if result.get("benchmark") == "reference_airbench94_muon":
@@ -58,11 +59,12 @@ def plot(results: list[dict[str, Any]], out: Path, targets: tuple[float, ...] = 
                  f"{n} seed{'s' * (n > 1)})")
         ax.plot([s / 60 for s, _ in curve], [a for _, a in curve], "-o", ms=4, color=color,
                 label=label)
+        lowest = min(lowest, min(a for _, a in curve) - 0.02)
         ax.plot([result["mean_train_seconds"] / 60], [result["mean_test_accuracy_tta"]], "*",
                 ms=12, color=color)
     for t in targets:
         ax.axhline(t, color="0.6", lw=0.8, ls="--")
-    ax.set_ylim(max(0.0, min(targets) - 0.25), 1.0 - (1.0 - max(targets)) / 2)
+    ax.set_ylim(max(0.0, lowest), 1.0 - (1.0 - max(targets)) / 2)
     ax.set_xlim(left=0)
     ax.set_xlabel("training wall time (minutes)")
     ax.set_ylabel("CIFAR-10 test accuracy")

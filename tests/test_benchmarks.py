@@ -25,6 +25,18 @@ def test_each_ablation_variant_changes_one_thing_and_builds(variant: str) -> Non
     assert net.output.shape == (None, 10) and opt is not None
 
 
+@pytest.mark.parametrize("recipe", ["quick", "fast94"])
+def test_activation_variant_swaps_the_networks_activation(recipe: str) -> None:
+    def activations(r) -> set[str]:
+        net = build_model(r, 10, (32, 32, 3), steps_per_epoch=5)
+        return {layer.name.split("_")[-1].rstrip("12") for layer in net.layers
+                if type(layer).__name__ == "Activation" and layer.name != "probs"}
+
+    base = get_recipe(recipe)
+    before, after = activations(base), activations(VARIANTS["other_activation"][1](base))
+    assert len(before) == len(after) == 1 and before != after
+
+
 def _result(recipe: str, curves: list[list[tuple[float, float]]]) -> dict:
     seeds = [{"curve": [{"epoch": e + 1, "seconds": s, "test_accuracy": a}
                         for e, (s, a) in enumerate(c)]} for c in curves]
