@@ -114,7 +114,7 @@ def make_train_dataset(
         return x, y
     if augmentation == "alternating_flip_translate":
         return AlternatingFlipTranslate(x, y, batch_size, seed=seed, one_hot=num_classes,
-                                        first_epoch=first_epoch, **{"translate": 2, **options})
+                                        first_epoch=first_epoch, **options)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augmentation:
