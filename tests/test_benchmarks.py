@@ -30,7 +30,7 @@ def test_activation_variant_swaps_the_networks_activation(recipe: str) -> None:
     def activations(r) -> set[str]:
         net = build_model(r, 10, (32, 32, 3), steps_per_epoch=5)
         return {layer.name.split("_")[-1].rstrip("12") for layer in net.layers
-                if type(layer).__name__ == "Activation" and layer.name != "probs"}
+                if type(layer).__name__ in ("Activation", "FusedGELU") and layer.name != "probs"}
 
     base = get_recipe(recipe)
     before, after = activations(base), activations(VARIANTS["other_activation"][1](base))

@@ -116,3 +116,31 @@ def test_fused_batch_norm_matches_keras(scale: bool) -> None:
                                    getattr(layers[0], name).numpy(), rtol=1e-5)
     np.testing.assert_allclose(layers[1](x, training=False), layers[0](x, training=False),
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fused_gelu_matches_keras_gelu(dtype: str, tmp_path) -> None:
+    import keras
+    import tensorflow as tf
+
+    from cifar_cnn.models.airbench import FusedGELU
+
+    x = tf.cast(tf.constant(np.random.default_rng(0).normal(0.0, 2.0, (3, 4, 4, 5))), dtype)
+    outputs, grads = [], []
+    for fn in (keras.activations.gelu, FusedGELU(dtype=dtype)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * tf.range(5, dtype="float32"))
+        assert y.dtype == x.dtype
+        outputs.append(tf.cast(y, "float32").numpy())
+        grads.append(tf.cast(tape.gradient(loss, x), "float32").numpy())
+    tol = 1e-6 if dtype == "float32" else 2e-2  # bfloat16 keeps 8 bits of mantissa
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=tol, rtol=tol)
+    np.testing.assert_allclose(grads[1], grads[0], atol=4 * tol, rtol=tol)
+
+    model = keras.Sequential([keras.Input((4, 4, 5)), FusedGELU()])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.layers[-1], FusedGELU)
+    np.testing.assert_allclose(loaded(tf.cast(x, "float32")), outputs[0], atol=2e-2)
