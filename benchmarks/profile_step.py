@@ -11,6 +11,9 @@ Two measurements, each variant in a fresh process:
 - The convolutions alone: forward pass plus both gradients of each of the network's six
   3x3 convolutions in plain TensorFlow, at the network's shapes. Their sum is the step time
   if everything but the convolutions were free.
+- A ``tf.profiler`` trace of full steps, summed per kind of op (convolution, batch norm,
+  pooling, activation, ...): thread time, so ops that TensorFlow runs side by side on its
+  two inter-op threads both count, and the shares, not the sums, compare with the step.
 
 Usage:
     python -m benchmarks.profile_step --batch 500
@@ -29,9 +32,11 @@ from pathlib import Path
 from benchmarks.common import write_result
 
 WIDTHS = (64, 256, 256)
-# Whole-step variants: (batch norm, activation).
+# Whole-step variants: (batch norm, activation). "keras_gelu" is Keras' own unfused GELU in
+# place of the network's FusedGELU.
 VARIANTS = {
     "full": (True, "gelu"),
+    "keras_gelu": (True, "keras_gelu"),
     "relu": (True, "relu"),
     "no_bn": (False, "gelu"),
     "no_bn_relu": (False, "relu"),
@@ -58,20 +63,21 @@ def train_flops_per_image(widths: tuple[int, ...] = WIDTHS) -> float:
     return 2 * 3 * macs
 
 
-def step_images_per_second(variant: str, batch: int, steps: int, precision: str) -> float:
-    """Median training speed of one network variant, from per-step wall times."""
+def _model_and_batch(variant: str, batch: int, steps: int, precision: str) -> tuple:
+    """fast94's compiled network as ``variant`` swaps it, and a batch of random images."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
+    import cifar_cnn.models.airbench as airbench
     from cifar_cnn.recipes import get_recipe
     from cifar_cnn.training.trainer import build_model
 
     bn, act = VARIANTS[variant]
     if not bn:  # the same network with every batch norm replaced by the identity
-        import cifar_cnn.models.airbench as airbench
-
         airbench.FusedBatchNormalization = lambda name, **_: keras.layers.Identity(name=name)
+    if act == "keras_gelu":
+        act = "gelu"
+        airbench.activation_layer = lambda a, name: keras.layers.Activation(a, name=name)
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     recipe = get_recipe("fast94").replace(batch_size=batch)
@@ -80,6 +86,15 @@ def step_images_per_second(variant: str, batch: int, steps: int, precision: str)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
     y = np.eye(10, dtype="float32")[rng.integers(0, 10, batch)]
+    return model, x, y
+
+
+def step_images_per_second(variant: str, batch: int, steps: int, precision: str) -> float:
+    """Median training speed of one network variant, from per-step wall times."""
+    import keras
+    import tensorflow as tf
+
+    model, x, y = _model_and_batch(variant, batch, steps, precision)
     times: list[float] = []
 
     class StepTimer(keras.callbacks.Callback):
@@ -127,9 +142,71 @@ def isolated_convs(batch: int, repeats: int = 3) -> list[dict]:
     return rows
 
 
+OP_KINDS = (  # (kind, substrings of TensorFlow op types or XLA kernel names), first match wins
+    ("convolution", ("Conv2D",)),
+    ("batch norm", ("BatchNorm",)),
+    ("pooling", ("MaxPool",)),
+    ("activation", ("fusion", "Gelu", "Erf", "Relu", "Tanh", "Sigmoid")),  # XLA: FusedGELU
+    ("matmul (head, Muon)", ("MatMul", "Einsum")),
+)
+
+
+def op_kind(op_type: str) -> str:
+    """Which part of the step a TensorFlow op type or XLA kernel name belongs to."""
+    return next((kind for kind, keys in OP_KINDS if any(k in op_type for k in keys)), "other")
+
+
+def traced_op_times(batch: int, steps: int, precision: str) -> dict:
+    """Thread time per kind of op in full training steps, from a ``tf.profiler`` trace."""
+    import tempfile
+    from collections import Counter
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    model, x, y = _model_and_batch("full", batch, steps, precision)
+    for _ in range(2):  # trace and warm up
+        model.train_on_batch(x, y)
+    with tempfile.TemporaryDirectory() as logdir:
+        t0 = time.perf_counter()
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+        tf.profiler.experimental.stop()
+        wall = time.perf_counter() - t0
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
+    per_type: Counter = Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # TensorFlow's inter-op threads
+                continue
+            events = sorted((e for e in line.events if e.duration_ps > 0),  # not markers
+                            key=lambda e: (e.offset_ps, -e.duration_ps))
+            for i, ev in enumerate(events):  # leaves only: an event holding the next is a frame
+                nxt = events[i + 1] if i + 1 < len(events) else None
+                if nxt is not None and nxt.offset_ps < ev.offset_ps + ev.duration_ps:
+                    continue
+                name = plane.event_metadata[ev.metadata_id].name
+                per_type[name.rsplit(":", 1)[-1]] += ev.duration_ps / 1e9 / steps
+    per_kind: Counter = Counter()
+    for op_type, ms in per_type.items():
+        per_kind[op_kind(op_type)] += ms
+    total = sum(per_kind.values())
+    return {
+        "traced_step_ms": round(wall / steps * 1e3, 1),  # with the profiler's own overhead
+        "thread_ms_per_step": round(total, 1),
+        "kinds": {k: {"thread_ms": round(ms, 1), "share": round(ms / total, 3)}
+                  for k, ms in per_kind.most_common()},
+        "top_op_types": {t: round(ms, 1) for t, ms in per_type.most_common(12)},
+    }
+
+
 def _child(args: argparse.Namespace) -> dict:
     if args.child == "convs":
         return {"convs": isolated_convs(args.batch)}
+    if args.child == "trace":
+        return traced_op_times(args.batch, args.steps, args.precision)
     return {"images_per_second": step_images_per_second(args.child, args.batch, args.steps,
                                                         args.precision)}
 
@@ -161,6 +238,8 @@ def main() -> None:
                           "step_ms": round(args.batch / ips * 1e3, 1),
                           "gflops_per_second": round(ips * flops / 1e9, 1)}
         print(name, variants[name], flush=True)
+    trace = child("trace")
+    print("trace", trace["kinds"], flush=True)
     convs = child("convs")["convs"]
     conv_ms = sum(c["ms"] for c in convs)
     full = variants["full"]["step_ms"]
@@ -175,11 +254,14 @@ def main() -> None:
         "conv_share_of_step": round(conv_ms / full, 3),
         "batchnorm_ms": round(full - variants["no_bn"]["step_ms"], 1),
         "gelu_vs_relu_ms": round(full - variants["relu"]["step_ms"], 1),
+        "keras_gelu_vs_fused_ms": round(variants["keras_gelu"]["step_ms"] - full, 1),
+        "trace": trace,
     }
     path = write_result("profile_step", numbers)
     print(f"the six 3x3 convolutions alone take {conv_ms:.0f} ms of a {full:.0f} ms step "
           f"({conv_ms / full:.0%}); GELU costs {numbers['gelu_vs_relu_ms']:.0f} ms more than "
-          f"ReLU, batch norm {numbers['batchnorm_ms']:.0f} ms -> {path}")
+          f"ReLU, batch norm {numbers['batchnorm_ms']:.0f} ms; traced, convolution is "
+          f"{trace['kinds']['convolution']['share']:.0%} of the ops' thread time -> {path}")
 
 
 if __name__ == "__main__":

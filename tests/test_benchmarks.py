@@ -10,6 +10,7 @@ from PIL import Image
 
 from benchmarks.ablation import VARIANTS
 from benchmarks.plot_curves import mean_curve, plot
+from benchmarks.profile_step import op_kind, traced_op_times
 from cifar_cnn.recipes import get_recipe
 from cifar_cnn.training.trainer import build_model
 
@@ -57,3 +58,16 @@ def test_accuracy_curve_is_averaged_over_seeds_and_drawn(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]  # no temporary left behind
     with pytest.raises(SystemExit, match="no per-epoch curve"):
         plot([json.loads(json.dumps({**fast, "seeds": [{}]}))], tmp_path / "x.png")
+
+
+def test_profile_trace_apportions_a_training_step_to_kinds_of_op() -> None:
+    assert op_kind("_MklNativeConv2DBackpropFilter") == "convolution"
+    assert op_kind("multiply_convert_fusion") == "activation"  # XLA's FusedGELU kernel
+    assert op_kind("_MklNativeFusedBatchNormGradV3") == "batch norm"
+    assert op_kind("_MklNativeMaxPoolGrad") == "pooling"
+    assert op_kind("Sub") == "other"
+    trace = traced_op_times(batch=16, steps=1, precision="float32")
+    kinds = trace["kinds"]
+    assert {"convolution", "activation", "batch norm", "pooling"} <= set(kinds)
+    assert sum(k["share"] for k in kinds.values()) == pytest.approx(1, abs=0.01)
+    assert trace["thread_ms_per_step"] > 0
