@@ -33,10 +33,12 @@ from benchmarks.common import write_result
 
 WIDTHS = (64, 256, 256)
 # Whole-step variants: (batch norm, activation). "keras_gelu" is Keras' own unfused GELU in
-# place of the network's FusedGELU.
+# place of the network's FusedGELU; "keras_conv" is Keras' Conv2D (TensorFlow's own kernel
+# gradient) in place of SmallMapConv2D.
 VARIANTS = {
     "full": (True, "gelu"),
     "keras_gelu": (True, "keras_gelu"),
+    "keras_conv": (True, "gelu"),
     "relu": (True, "relu"),
     "no_bn": (False, "gelu"),
     "no_bn_relu": (False, "relu"),
@@ -78,6 +80,8 @@ def _model_and_batch(variant: str, batch: int, steps: int, precision: str) -> tu
     if act == "keras_gelu":
         act = "gelu"
         airbench.activation_layer = lambda a, name: keras.layers.Activation(a, name=name)
+    if variant == "keras_conv":
+        airbench.SmallMapConv2D = keras.layers.Conv2D
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     recipe = get_recipe("fast94").replace(batch_size=batch)
@@ -113,20 +117,21 @@ def step_images_per_second(variant: str, batch: int, steps: int, precision: str)
 
 
 def isolated_convs(batch: int, repeats: int = 3) -> list[dict]:
-    """Forward + input and kernel gradients of each conv alone, bfloat16, in milliseconds."""
+    """Forward + input and kernel gradients of each conv alone, bfloat16, in milliseconds.
+
+    ``ms`` is the network's own path (SmallMapConv2D's matmul kernel gradient where it
+    pays), ``tensorflow_ms`` TensorFlow's gradient throughout.
+    """
     import tensorflow as tf
 
-    rows = []
-    for size, cin, cout in conv_shapes():
-        x = tf.cast(tf.random.stateless_normal((batch, size, size, cin), seed=(0, 1)),
-                    tf.bfloat16)
-        w = tf.Variable(tf.random.stateless_normal((3, 3, cin, cout), seed=(0, 2)) * 0.05)
+    from cifar_cnn.models.airbench import _small_map_conv, matmul_kernel_grad_pays
 
+    def timed(conv, x, w) -> float:
         @tf.function
-        def step(x=x, w=w):
+        def step():
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                y = tf.nn.conv2d(x, tf.cast(w, tf.bfloat16), 1, "SAME")
+                y = conv(x, tf.cast(w, tf.bfloat16))
                 loss = tf.reduce_sum(tf.cast(y, tf.float32))
             return tape.gradient(loss, [x, w])
 
@@ -135,9 +140,23 @@ def isolated_convs(batch: int, repeats: int = 3) -> list[dict]:
         for _ in range(repeats):
             out = step()
         out[1].numpy()
-        seconds = (time.perf_counter() - t0) / repeats
+        return (time.perf_counter() - t0) / repeats
+
+    def tf_conv(x, k):
+        return tf.nn.conv2d(x, k, 1, "SAME")
+
+    rows = []
+    for size, cin, cout in conv_shapes():
+        x = tf.cast(tf.random.stateless_normal((batch, size, size, cin), seed=(0, 1)),
+                    tf.bfloat16)
+        w = tf.Variable(tf.random.stateless_normal((3, 3, cin, cout), seed=(0, 2)) * 0.05)
+        tf_seconds = timed(tf_conv, x, w)
+        ours = matmul_kernel_grad_pays(size, size, cin, cout)
+        seconds = timed(_small_map_conv(), x, w) if ours else tf_seconds
         flops = 3 * 2 * batch * size * size * 9 * cin * cout
         rows.append({"shape": f"{size}x{size}x{cin}->{cout}", "ms": round(seconds * 1e3, 1),
+                     "tensorflow_ms": round(tf_seconds * 1e3, 1),
+                     "matmul_kernel_grad": ours,
                      "gflops_per_second": round(flops / seconds / 1e9, 1)})
     return rows
 
@@ -164,6 +183,8 @@ def traced_op_times(batch: int, steps: int, precision: str) -> dict:
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
+    from cifar_cnn.models.airbench import MATMUL_KERNEL_GRAD
+
     model, x, y = _model_and_batch("full", batch, steps, precision)
     for _ in range(2):  # trace and warm up
         model.train_on_batch(x, y)
@@ -187,8 +208,10 @@ def traced_op_times(batch: int, steps: int, precision: str) -> dict:
                 nxt = events[i + 1] if i + 1 < len(events) else None
                 if nxt is not None and nxt.offset_ps < ev.offset_ps + ev.duration_ps:
                     continue
-                name = plane.event_metadata[ev.metadata_id].name
-                per_type[name.rsplit(":", 1)[-1]] += ev.duration_ps / 1e9 / steps
+                op_name, _, op_type = plane.event_metadata[ev.metadata_id].name.rpartition(":")
+                if MATMUL_KERNEL_GRAD in op_name:  # SmallMapConv2D's kernel gradient
+                    op_type = "Conv2DBackpropFilter as matmuls"
+                per_type[op_type] += ev.duration_ps / 1e9 / steps
     per_kind: Counter = Counter()
     for op_type, ms in per_type.items():
         per_kind[op_kind(op_type)] += ms
@@ -255,6 +278,7 @@ def main() -> None:
         "batchnorm_ms": round(full - variants["no_bn"]["step_ms"], 1),
         "gelu_vs_relu_ms": round(full - variants["relu"]["step_ms"], 1),
         "keras_gelu_vs_fused_ms": round(variants["keras_gelu"]["step_ms"] - full, 1),
+        "keras_conv_vs_small_map_ms": round(variants["keras_conv"]["step_ms"] - full, 1),
         "trace": trace,
     }
     path = write_result("profile_step", numbers)

@@ -144,3 +144,42 @@ def test_fused_gelu_matches_keras_gelu(dtype: str, tmp_path) -> None:
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.layers[-1], FusedGELU)
     np.testing.assert_allclose(loaded(tf.cast(x, "float32")), outputs[0], atol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("size", [3, 4, 9])  # 9x9 at 6 channels takes Keras' own path
+def test_small_map_conv_matches_keras_conv(dtype: str, size: int, tmp_path) -> None:
+    import keras
+    import tensorflow as tf
+
+    from cifar_cnn.models import airbench
+    from cifar_cnn.models.airbench import SmallMapConv2D
+
+    rng = np.random.default_rng(0)
+    x = tf.cast(tf.constant(rng.normal(0.0, 1.0, (4, size, size, 6))), dtype)
+    kernel = rng.normal(0.0, 0.3, (3, 3, 6, 5))
+    convs = [cls(5, 3, padding="same", use_bias=False, dtype=dtype,
+                 kernel_initializer=keras.initializers.Constant(kernel))
+             for cls in (keras.layers.Conv2D, SmallMapConv2D)]
+    outputs, grads = [], []
+    for conv in convs:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * tf.range(5, dtype="float32"))
+        assert y.dtype == x.dtype
+        outputs.append(tf.cast(y, "float32").numpy())
+        grads.append([tf.cast(g, "float32").numpy()
+                      for g in tape.gradient(loss, [x, conv.kernel])])
+    tol = 1e-5 if dtype == "float32" else 3e-2
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=tol)
+    for ours, keras_grad in zip(grads[1], grads[0], strict=True):
+        scale = np.abs(keras_grad).max()
+        np.testing.assert_allclose(ours / scale, keras_grad / scale, atol=tol)
+    assert airbench.matmul_kernel_grad_pays(size, size, 6, 5) == (size < 9)
+
+    model = keras.Sequential([keras.Input((size, size, 6)), convs[1]])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.layers[-1], SmallMapConv2D)
+    np.testing.assert_allclose(tf.cast(loaded(x), "float32"), outputs[1], atol=tol)
