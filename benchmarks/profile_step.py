@@ -32,6 +32,7 @@ from pathlib import Path
 from benchmarks.common import write_result
 
 WIDTHS = (64, 256, 256)
+QUICK_WIDTHS = (32, 128, 128)  # the quick recipe's network, for the isolated convs only
 # Whole-step variants: (batch norm, activation). "keras_gelu" is Keras' own unfused GELU in
 # place of the network's FusedGELU; "keras_conv" is Keras' Conv2D (TensorFlow's own kernel
 # gradient) in place of SmallMapConv2D.
@@ -116,11 +117,13 @@ def step_images_per_second(variant: str, batch: int, steps: int, precision: str)
     return batch / statistics.median(times[2:])  # the first two steps trace and warm up
 
 
-def isolated_convs(batch: int, repeats: int = 3) -> list[dict]:
+def isolated_convs(batch: int, widths: tuple[int, ...] = WIDTHS,
+                   repeats: int = 3) -> list[dict]:
     """Forward + input and kernel gradients of each conv alone, bfloat16, in milliseconds.
 
-    ``ms`` is the network's own path (SmallMapConv2D's matmul kernel gradient where it
-    pays), ``tensorflow_ms`` TensorFlow's gradient throughout.
+    Each conv is timed with TensorFlow's kernel gradient (``tensorflow_ms``) and with
+    SmallMapConv2D's nine matmuls (``matmul_kernel_grad_ms``); ``ms`` is the one the
+    network uses for that shape.
     """
     import tensorflow as tf
 
@@ -146,17 +149,18 @@ def isolated_convs(batch: int, repeats: int = 3) -> list[dict]:
         return tf.nn.conv2d(x, k, 1, "SAME")
 
     rows = []
-    for size, cin, cout in conv_shapes():
+    for size, cin, cout in conv_shapes(widths):
         x = tf.cast(tf.random.stateless_normal((batch, size, size, cin), seed=(0, 1)),
                     tf.bfloat16)
         w = tf.Variable(tf.random.stateless_normal((3, 3, cin, cout), seed=(0, 2)) * 0.05)
-        tf_seconds = timed(tf_conv, x, w)
+        tf_seconds, mm_seconds = timed(tf_conv, x, w), timed(_small_map_conv(), x, w)
         ours = matmul_kernel_grad_pays(size, size, cin, cout)
-        seconds = timed(_small_map_conv(), x, w) if ours else tf_seconds
+        seconds = mm_seconds if ours else tf_seconds
         flops = 3 * 2 * batch * size * size * 9 * cin * cout
         rows.append({"shape": f"{size}x{size}x{cin}->{cout}", "ms": round(seconds * 1e3, 1),
                      "tensorflow_ms": round(tf_seconds * 1e3, 1),
-                     "matmul_kernel_grad": ours,
+                     "matmul_kernel_grad_ms": round(mm_seconds * 1e3, 1),
+                     "network_uses_matmul_kernel_grad": ours,
                      "gflops_per_second": round(flops / seconds / 1e9, 1)})
     return rows
 
@@ -222,12 +226,14 @@ def traced_op_times(batch: int, steps: int, precision: str) -> dict:
         "kinds": {k: {"thread_ms": round(ms, 1), "share": round(ms / total, 3)}
                   for k, ms in per_kind.most_common()},
         "top_op_types": {t: round(ms, 1) for t, ms in per_type.most_common(12)},
+        "kernel_grad_as_matmuls_ms": round(per_type["Conv2DBackpropFilter as matmuls"], 1),
     }
 
 
 def _child(args: argparse.Namespace) -> dict:
     if args.child == "convs":
-        return {"convs": isolated_convs(args.batch)}
+        return {"convs": isolated_convs(args.batch),
+                "convs_quick": isolated_convs(args.batch, QUICK_WIDTHS)}
     if args.child == "trace":
         return traced_op_times(args.batch, args.steps, args.precision)
     return {"images_per_second": step_images_per_second(args.child, args.batch, args.steps,
@@ -263,7 +269,8 @@ def main() -> None:
         print(name, variants[name], flush=True)
     trace = child("trace")
     print("trace", trace["kinds"], flush=True)
-    convs = child("convs")["convs"]
+    isolated = child("convs")
+    convs = isolated["convs"]
     conv_ms = sum(c["ms"] for c in convs)
     full = variants["full"]["step_ms"]
     numbers = {
@@ -274,6 +281,7 @@ def main() -> None:
         "variants": variants,
         "isolated_convs": convs,
         "isolated_convs_ms": round(conv_ms, 1),
+        "isolated_convs_quick_widths": isolated["convs_quick"],
         "conv_share_of_step": round(conv_ms / full, 3),
         "batchnorm_ms": round(full - variants["no_bn"]["step_ms"], 1),
         "gelu_vs_relu_ms": round(full - variants["relu"]["step_ms"], 1),

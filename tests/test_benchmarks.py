@@ -10,7 +10,7 @@ from PIL import Image
 
 from benchmarks.ablation import VARIANTS
 from benchmarks.plot_curves import mean_curve, plot
-from benchmarks.profile_step import op_kind, traced_op_times
+from benchmarks.profile_step import isolated_convs, op_kind, traced_op_times
 from cifar_cnn.recipes import get_recipe
 from cifar_cnn.training.trainer import build_model
 
@@ -71,3 +71,13 @@ def test_profile_trace_apportions_a_training_step_to_kinds_of_op() -> None:
     assert {"convolution", "activation", "batch norm", "pooling"} <= set(kinds)
     assert sum(k["share"] for k in kinds.values()) == pytest.approx(1, abs=0.01)
     assert trace["thread_ms_per_step"] > 0
+    assert trace["kernel_grad_as_matmuls_ms"] > 0  # SmallMapConv2D's, counted as convolution
+
+
+def test_isolated_convs_time_both_kernel_gradients() -> None:
+    rows = isolated_convs(batch=2, widths=(8, 16, 256), repeats=1)
+    assert [r["shape"] for r in rows] == ["31x31x24->8", "15x15x8->8", "15x15x8->16",
+                                          "7x7x16->16", "7x7x16->256", "3x3x256->256"]
+    assert [r["network_uses_matmul_kernel_grad"] for r in rows] == [False] * 5 + [True]
+    for r in rows:
+        assert r["ms"] in (r["tensorflow_ms"], r["matmul_kernel_grad_ms"]) and r["ms"] > 0

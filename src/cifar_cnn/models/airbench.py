@@ -142,8 +142,14 @@ def _small_map_conv() -> Any:
                 h, w, cin = tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
                 padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
                 dy2 = tf.reshape(dy, [-1, dy.shape[-1]])
-                taps = [tf.matmul(tf.reshape(padded[:, i:i + h, j:j + w, :], [-1, cin]), dy2,
-                                  transpose_a=True) for i in range(3) for j in range(3)]
+                taps: list[Any] = []
+                for i in range(3):
+                    for j in range(3):
+                        # One tap's copy of the input at a time: made only once the previous
+                        # product is done, so at most one is alive (batch 2000: 50 MB each).
+                        with tf.control_dependencies(taps[-1:]):
+                            tap = tf.reshape(padded[:, i:i + h, j:j + w, :], [-1, cin])
+                        taps.append(tf.matmul(tap, dy2, transpose_a=True))
                 return dx, tf.reshape(tf.stack(taps), kernel.shape)
 
         return tf.nn.conv2d(x, kernel, 1, "SAME"), grad
