@@ -117,9 +117,11 @@ class FusedBatchNormalization(layers.BatchNormalization):
 def matmul_kernel_grad_pays(height: int, width: int, cin: int, cout: int) -> bool:
     """Whether nine matrix products beat TensorFlow's kernel gradient for a 3x3 conv here.
 
-    Measured on this project's 2-core AMD EPYC in bfloat16 (batch 1000-2000): faster at 7x7
-    with 256 channels in and out (376-417 ms vs 479-710 ms at batch 2000) and at 3x3 (79 vs
-    153 ms); slower at 7x7 with 128 channels (62 vs 55 ms at batch 1000) and at 15x15.
+    Measured on this project's 2-core AMD EPYC in bfloat16 (``benchmarks/profile_step.py``,
+    isolated convs): faster at 7x7 with 256 channels in and out and at 3x3 (forward and both
+    gradients 171 vs 203-216 ms and 29 vs 59 ms at batch 500), slower on 15x15 and 31x31
+    maps; at 7x7 with 128 channels it went either way (56 vs 67 ms at batch 500, 62 vs 55
+    at batch 1000), so those keep TensorFlow's.
     """
     return height * width <= 16 or (height * width <= 64 and min(cin, cout) >= 256)
 
