@@ -118,6 +118,20 @@ def test_fused_batch_norm_matches_keras(scale: bool) -> None:
                                atol=1e-5)
 
 
+def _output_and_grads(fn, x, weights=()) -> tuple:
+    """``fn(x)`` and the gradients of a fixed weighting of it by ``x`` and ``weights``,
+    as float32 arrays; checks that ``fn`` keeps ``x``'s dtype."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+        loss = tf.reduce_sum(tf.cast(y, "float32") * tf.range(y.shape[-1], dtype="float32"))
+    assert y.dtype == x.dtype
+    grads = tape.gradient(loss, [x, *weights])
+    return tf.cast(y, "float32").numpy(), [tf.cast(g, "float32").numpy() for g in grads]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_fused_gelu_matches_keras_gelu(dtype: str, tmp_path) -> None:
     import keras
@@ -126,15 +140,9 @@ def test_fused_gelu_matches_keras_gelu(dtype: str, tmp_path) -> None:
     from cifar_cnn.models.airbench import FusedGELU
 
     x = tf.cast(tf.constant(np.random.default_rng(0).normal(0.0, 2.0, (3, 4, 4, 5))), dtype)
-    outputs, grads = [], []
-    for fn in (keras.activations.gelu, FusedGELU(dtype=dtype)):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x)
-            loss = tf.reduce_sum(tf.cast(y, "float32") * tf.range(5, dtype="float32"))
-        assert y.dtype == x.dtype
-        outputs.append(tf.cast(y, "float32").numpy())
-        grads.append(tf.cast(tape.gradient(loss, x), "float32").numpy())
+    (out_keras, (grad_keras,)), (out_ours, (grad_ours,)) = (
+        _output_and_grads(fn, x) for fn in (keras.activations.gelu, FusedGELU(dtype=dtype)))
+    outputs, grads = [out_keras, out_ours], [grad_keras, grad_ours]
     tol = 1e-6 if dtype == "float32" else 2e-2  # bfloat16 keeps 8 bits of mantissa
     np.testing.assert_allclose(outputs[1], outputs[0], atol=tol, rtol=tol)
     np.testing.assert_allclose(grads[1], grads[0], atol=4 * tol, rtol=tol)
@@ -163,14 +171,10 @@ def test_small_map_conv_matches_keras_conv(dtype: str, size: int, tmp_path) -> N
              for cls in (keras.layers.Conv2D, SmallMapConv2D)]
     outputs, grads = [], []
     for conv in convs:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = conv(x)
-            loss = tf.reduce_sum(tf.cast(y, "float32") * tf.range(5, dtype="float32"))
-        assert y.dtype == x.dtype
-        outputs.append(tf.cast(y, "float32").numpy())
-        grads.append([tf.cast(g, "float32").numpy()
-                      for g in tape.gradient(loss, [x, conv.kernel])])
+        conv.build(x.shape)
+        y, g = _output_and_grads(conv, x, [conv.kernel])
+        outputs.append(y)
+        grads.append(g)
     tol = 1e-5 if dtype == "float32" else 3e-2
     np.testing.assert_allclose(outputs[1], outputs[0], atol=tol)
     for ours, keras_grad in zip(grads[1], grads[0], strict=True):

@@ -113,7 +113,6 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return ops.cast(y, self.compute_dtype)
 
 
-
 def matmul_kernel_grad_pays(height: int, width: int, cin: int, cout: int) -> bool:
     """Whether nine matrix products beat TensorFlow's kernel gradient for a 3x3 conv here.
 
