@@ -8,13 +8,66 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from cifar_cnn.recipes import list_recipes
+
+# What TensorFlow writes on its own: it must not reach users unless they ask (--verbose).
+TF_CHATTER = ("I0000", "W0000", "E0000", "oneDNN", "cuInit", "cpu_feature_guard", "absl")
+
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = os.environ.copy()
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it: the CLI quietens itself
     return subprocess.run([sys.executable, "-m", "cifar_cnn", *args], capture_output=True,
-                          text=True, cwd=cwd, env=os.environ.copy(), timeout=300)
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+def assert_quiet(stderr: str) -> None:
+    assert not [line for line in stderr.splitlines() if any(c in line for c in TF_CHATTER)]
+
+
+@pytest.mark.parametrize("recipe", list_recipes())
+def test_every_recipe_is_usable_from_fresh_processes(recipe: str, folder_dataset: Path,
+                                                     tmp_path: Path) -> None:
+    """Train one short epoch, then evaluate, predict and load in processes of their own."""
+    r = cli("train", "--recipe", recipe, "--epochs", "1", "--batch-size", "32", "--data",
+            str(folder_dataset), "--runs-dir", str(tmp_path), "--no-monitor")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_quiet(r.stderr)
+    run = tmp_path / recipe
+    assert json.loads((run / "calibration.json").read_text())["fit_on"] == "calibration split"
+
+    ev = cli("evaluate", str(run), "--data", str(folder_dataset), "--json")
+    assert ev.returncode == 0, ev.stderr
+    assert_quiet(ev.stderr)
+    metrics = json.loads(ev.stdout)
+    assert metrics["num_images"] == 40 and metrics["recipe"] == recipe
+    assert metrics["temperature_fit_on"] == "calibration split"
+    assert (run / "report/report.html").is_file()
+
+    pr = cli("predict", str(run), str(folder_dataset / "test"), "--json", "--top-k", "2")
+    assert pr.returncode == 0, pr.stderr
+    assert_quiet(pr.stderr)
+    out = json.loads(pr.stdout)
+    classes = sorted(p.name for p in (folder_dataset / "test").iterdir())
+    assert len(out) == 40
+    for rec in out:
+        assert list(rec["probabilities"]) == classes
+        assert sum(rec["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert rec["label"] == rec["top_k"][0]["class"] and len(rec["top_k"]) == 2
+        assert rec["calibrated"] is True
+
+    code = ("import sys, cifar_cnn, keras, numpy as np; "
+            "m = keras.saving.load_model(sys.argv[1]); "
+            "p = m.predict(np.zeros((2, 32, 32, 3), 'uint8'), verbose=0); "
+            "print(m.name, type(m.optimizer).__name__, p.shape)")
+    bare = subprocess.run([sys.executable, "-c", code, str(run / "model.keras")],
+                          capture_output=True, text=True, timeout=300)
+    assert bare.returncode == 0, bare.stderr
+    assert "(2, 10)" in bare.stdout
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +100,63 @@ def test_predict_reports_bad_files_and_predicts_the_rest(cli_run: Path, tmp_path
     Image.new("RGB", (300, 200), (200, 30, 30)).save(tmp_path / "big.jpg")
     Image.new("LA", (20, 20)).save(tmp_path / "small.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG junk")
+    # a decompression bomb: 30,000 x 30,000 pixels in a file of under a megabyte
+    Image.new("L", (30_000, 30_000)).save(tmp_path / "bomb.png")
+    folder = tmp_path / "folder" / "nested"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (40, 40), (10, 200, 10)).save(folder / "green.png")
+    (folder / "notes.txt").write_text("not an image, and not named as one: skipped")
     r = cli("predict", str(cli_run), str(tmp_path / "big.jpg"), str(tmp_path / "bad.png"),
-            str(tmp_path / "small.png"), "--top-k", "3", "--json")
+            str(tmp_path / "bomb.png"), str(tmp_path / "small.png"), str(tmp_path / "folder"),
+            str(tmp_path / "missing.png"), str(tmp_path / "*.jpg"), "--top-k", "3", "--json")
     assert r.returncode == 1
+    assert_quiet(r.stderr)
     assert "bad.png: not a readable image" in r.stderr
+    assert "bomb.png: the image is over the limit of 80,000,000 pixels" in r.stderr
+    assert "missing.png: no such file or directory" in r.stderr
+    assert "Traceback" not in r.stderr
     out = json.loads(r.stdout)
-    assert [("error" in o) for o in out] == [False, True, False]
-    probs = [p["probability"] for p in out[0]["predictions"]]
+    names = [Path(o["file"]).name for o in out]
+    assert names == ["big.jpg", "bad.png", "bomb.png", "small.png", "green.png", "missing.png",
+                     "big.jpg"]
+    assert [("error" in o) for o in out] == [False, True, True, False, False, True, False]
+    probs = [p["probability"] for p in out[0]["top_k"]]
     assert len(probs) == 3 and probs == sorted(probs, reverse=True)
-    text = cli("predict", str(cli_run), str(tmp_path / "big.jpg"), "--calibrated")
+    assert len(out[0]["probabilities"]) == 10
+
+    lines = cli("predict", str(cli_run), str(tmp_path / "big.jpg"), str(folder), "--jsonl")
+    assert lines.returncode == 0, lines.stderr
+    records = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert [rec["probabilities"] for rec in records] == [out[0]["probabilities"],
+                                                         out[4]["probabilities"]]
+    raw = cli("predict", str(cli_run), str(tmp_path / "big.jpg"), "--json", "--uncalibrated")
+    raw_probs = json.loads(raw.stdout)[0]["probabilities"]
+    assert json.loads(raw.stdout)[0]["calibrated"] is False and raw_probs != out[0]["probabilities"]
+    text = cli("predict", str(cli_run), str(tmp_path / "big.jpg"))
     assert text.returncode == 0 and "%" in text.stdout
     from_file = cli("predict", str(cli_run / "model.keras"), str(tmp_path / "big.jpg"), "--json")
     assert from_file.returncode == 0
-    assert json.loads(from_file.stdout)[0]["predictions"] == out[0]["predictions"]
+    # same model, same calibration (found beside the .keras file); batch sums may differ in
+    # the last bits
+    alone = json.loads(from_file.stdout)[0]["probabilities"]
+    assert list(alone.values()) == pytest.approx(list(out[0]["probabilities"].values()),
+                                                 abs=1e-5)
+
+
+def test_predict_batches_give_the_same_answers(cli_run: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.jpg", quality=75)
+    one = cli("predict", str(cli_run), str(tmp_path), "--jsonl", "--batch-size", "1",
+              "--workers", "1")
+    many = cli("predict", str(cli_run), str(tmp_path), "--jsonl", "--batch-size", "3")
+    assert one.returncode == many.returncode == 0
+    a = [json.loads(x)["probabilities"] for x in one.stdout.splitlines()]
+    b = [json.loads(x)["probabilities"] for x in many.stdout.splitlines()]
+    assert len(a) == 7
+    for pa, pb in zip(a, b, strict=True):
+        assert list(pa.values()) == pytest.approx(list(pb.values()), abs=1e-6)
 
 
 def test_models_lists_recipes_and_networks() -> None:

@@ -8,13 +8,18 @@ The public API, importable from here::
     clf = cifar_cnn.Classifier.load(run.path)
     clf.classify(["cat.jpg"], top_k=3)
 
-TensorFlow is imported on first use of a name below, so ``import cifar_cnn`` stays quick.
+TensorFlow is imported on first use of a name below, so ``import cifar_cnn`` stays quick
+(and the ``cifar-cnn`` command can quieten TensorFlow before it loads). cifar-cnn's Keras
+layers and optimizer are registered with Keras as soon as Keras is imported, by anyone, so
+``keras.saving.load_model`` reads any cifar-cnn model after a plain ``import cifar_cnn``.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+import wrapt
 
 __version__ = "0.1.0"
 
@@ -33,6 +38,18 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
+# Modules whose import registers Keras serializables (layers, initialisers, optimizers).
+_KERAS_SERIALIZABLES = ("cifar_cnn.models", "cifar_cnn.optimizers")
+
+
+def _register_with_keras(_keras: Any) -> None:
+    for module in _KERAS_SERIALIZABLES:
+        importlib.import_module(module)
+
+
+# Runs now if Keras is already imported, else right after it is.
+wrapt.register_post_import_hook(_register_with_keras, "keras")
 
 
 def __getattr__(name: str) -> Any:

@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cifar_cnn import __version__
 from cifar_cnn.errors import CifarCnnError
 
 
+@contextlib.contextmanager
+def _native_stderr_hidden() -> Iterator[None]:
+    """Send what native code writes to stderr (file descriptor 2) aside; replay it on error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as aside:
+        os.dup2(aside.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            aside.seek(0)
+            sys.stderr.write(aside.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter unless the user asked for it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Hide TensorFlow's C++ and absl log lines (oneDNN, CPU features, a CUDA probe that
+    fails on every machine without a GPU). Users read them as our failures; real errors
+    reach them as exceptions, which `main` words. ``--verbose`` shows everything."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # A few lines are written while TensorFlow loads, before the level above applies.
+    with _native_stderr_hidden():
+        import tensorflow  # noqa: F401
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -32,6 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data=args.data,
             val_size=args.val_size,
             monitor_test=not args.no_monitor,
+            calibration_size=args.calibration_size,
             seed=args.seed,
             runs_dir=args.runs_dir,
             name=args.name,
@@ -66,28 +96,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cifar_cnn.errors import ImageError
-    from cifar_cnn.predict import Classifier
+    from cifar_cnn.predict import MAX_PIXELS, Classifier
 
     clf = Classifier.load(args.run)
-    results, failed = [], 0
-    for f in args.images:
-        try:
-            probs = clf.predict([f], tta=args.tta, calibrated=args.calibrated)
-        except ImageError as e:
-            failed += 1
-            print(f"error: {e}", file=sys.stderr)
-            results.append({"file": f, "error": str(e)})
-            continue
-        top = clf.top_k(probs, args.top_k)[0]
-        results.append({"file": f, "predictions": [{"class": c, "probability": p}
-                                                   for c, p in top]})
-        if not args.json:
-            print(f)
-            for c, p in top:
-                print(f"  {c:<12} {p * 100:6.2f}%")
+    calibrated = False if args.uncalibrated else (True if args.calibrated else None)
+    results = clf.predict_files(args.inputs, top_k=args.top_k, tta=args.tta,
+                                calibrated=calibrated, batch_size=args.batch_size,
+                                workers=args.workers, max_pixels=args.max_pixels or MAX_PIXELS)
+    failed = total = 0
+    out = sys.stdout
     if args.json:
-        print(json.dumps(results, indent=2))
+        out.write("[")
+    for total, pred in enumerate(results, start=1):
+        if pred.error is not None:
+            failed += 1
+            print(f"error: {pred.error}", file=sys.stderr)
+        if args.json or args.jsonl:
+            sep = ("," if total > 1 else "") + "\n" if args.json else ""
+            out.write(sep + json.dumps(pred.to_dict()) + ("" if args.json else "\n"))
+        elif pred.error is None:
+            out.write(pred.file + "\n")
+            for c, p in pred.top_k or ():
+                out.write(f"  {c:<12} {p * 100:6.2f}%\n")
+    if args.json:
+        out.write("\n]\n")
+    out.flush()
+    if failed:
+        print(f"{failed} of {total} inputs could not be read; the others were predicted.",
+              file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -136,11 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cifar-cnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines (hidden by default)")
     data_help = ("CIFAR-10 location: the official archive, its extracted batches, or a "
                  "train/<class>/ + test/<class>/ image tree (default: $CIFAR_CNN_DATA, "
                  "else download once)")
 
-    p = sub.add_parser("train", help="train a network; writes runs/<name>/")
+    p = sub.add_parser("train", parents=[common], help="train a network; writes runs/<name>/")
     p.add_argument("--recipe", default="baseline", help="named recipe (see `cifar-cnn models`)")
     p.add_argument("--model", help="network name, overriding the recipe's")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
@@ -152,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=0,
                    help="hold out N training images (stratified) for validation and "
                         "calibration; 0 monitors the test set, as the TF tutorial does")
+    p.add_argument("--calibration-size", type=int,
+                   help="without --val-size: training images held out to calibrate the "
+                        "probabilities after training (default: the recipe's, 1000; 0: none)")
     p.add_argument("--no-monitor", action="store_true",
                    help="without --val-size: do not evaluate the test set after each epoch")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -162,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="metrics, plots and an HTML report for a run")
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="metrics, plots and an HTML report for a run")
     p.add_argument("run", help="run directory")
     p.add_argument("--data", help=data_help)
     p.add_argument("--split", choices=["test", "val"], default="test")
@@ -172,33 +215,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip writing RUN/report/")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="class probabilities for image files")
+    p = sub.add_parser("predict", parents=[common], help="class probabilities for image files")
     p.add_argument("run", help="run directory or .keras model file")
-    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, GIF, WebP, TIFF...)")
-    p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, JPEG, BMP, GIF, WebP, TIFF...), directories (read "
+                        "recursively) or glob patterns")
+    p.add_argument("--top-k", type=int, default=3, help="classes to list per image (default 3)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="a JSON array: per image all class probabilities and the top-k")
+    out.add_argument("--jsonl", action="store_true",
+                     help="the same as JSON Lines, one image per line as it is predicted")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="flip test-time augmentation (default: the recipe's setting)")
-    p.add_argument("--calibrated", action="store_true",
-                   help="apply the temperature learned by `evaluate` on the validation split")
+                   help="test-time augmentation (default: the recipe's setting)")
+    cal = p.add_mutually_exclusive_group()
+    cal.add_argument("--uncalibrated", action="store_true",
+                     help="the model's raw probabilities (default: calibrated with the "
+                          "temperature fitted after training, when the run has one)")
+    cal.add_argument("--calibrated", action="store_true",
+                     help="require calibrated probabilities: an error if the run has none")
+    p.add_argument("--batch-size", type=int, default=1000,
+                   help="images decoded and predicted together (default 1000)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding threads (default: one per CPU core)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images with more pixels than this, before decoding them "
+                        "(decompression bombs; default: cifar_cnn.predict.MAX_PIXELS, 80 "
+                        "megapixels)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("compare", help="compare runs: table and overlaid training curves")
+    p = sub.add_parser("compare", parents=[common],
+                       help="compare runs: table and overlaid training curves")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--out", default=None, help="write the overlay plot to this PNG")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("models", help="list recipes and networks")
+    p = sub.add_parser("models", parents=[common], help="list recipes and networks")
     p.set_defaults(func=cmd_models)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cifar-cnn`` command; returns the exit code."""
-    _quiet_tensorflow()
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        _quiet_tensorflow()
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # the reader went away (`cifar-cnn predict ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except CifarCnnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar_cnn.evaluation.calibration import (
+from cifar_cnn.calibration import (
     apply_temperature,
     expected_calibration_error,
     fit_temperature,

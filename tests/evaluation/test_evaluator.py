@@ -17,16 +17,19 @@ def test_test_split_with_tta_and_saved_temperature(trained_run: Path, tiny_data)
     metrics = cifar_cnn.evaluate(trained_run, data=tiny_data, tta=True)
     assert metrics["tta"] == "flip" and metrics["split"] == "test"  # True: flips
     assert metrics["num_images"] == len(tiny_data.y_test)
-    assert metrics["temperature_fit_on"] == "validation"
+    assert metrics["temperature_fit_on"] == "validation split"  # by training, not evaluate
     assert metrics["dataset_fingerprint_matches"] is True
     saved = json.loads((trained_run / "calibration.json").read_text())
-    assert saved["temperature"] == pytest.approx(metrics["temperature"])
+    assert saved["modes"]["flip"]["temperature"] == pytest.approx(metrics["temperature"])
+    assert metrics["log_loss_calibrated"] != metrics["log_loss"]  # the report shows both
     html = (trained_run / "report/report.html").read_text()
     assert f"{metrics['accuracy'] * 100:.2f}%" in html
     clf = Classifier.load(trained_run)
-    raw = clf.predict(tiny_data.x_test[:5], tta=False)
-    cal = clf.predict(tiny_data.x_test[:5], tta=False, calibrated=True)
+    raw = clf.predict(tiny_data.x_test[:5], tta=False, calibrated=False)
+    cal = clf.predict(tiny_data.x_test[:5], tta=False)  # calibrated by default
     np.testing.assert_allclose(cal.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(cal, clf.calibrate(raw, tta=None))
+    assert not np.allclose(raw, cal)
     np.testing.assert_array_equal(raw.argmax(axis=1), cal.argmax(axis=1))  # T keeps the order
 
 

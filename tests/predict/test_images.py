@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cifar_cnn.errors import ImageError
-from cifar_cnn.predict import load_image
+from cifar_cnn.predict import expand_inputs, load_image, prepare_image
 
 
 def _stripes(width: int, height: int) -> Image.Image:
@@ -68,3 +68,36 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
         load_image(tmp_path / "notes.png")
     with pytest.raises(ImageError, match=r"missing\.jpg: no such file"):
         load_image(tmp_path / "missing.jpg")
+
+
+def test_pixel_limit_is_checked_before_decoding(tmp_path: Path) -> None:
+    Image.new("RGB", (400, 300)).save(tmp_path / "wide.png")
+    with pytest.raises(ImageError, match=r"wide.png: 400 x 300 pixels is over the limit of "
+                                         r"100,000 pixels"):
+        load_image(tmp_path / "wide.png", max_pixels=100_000)
+    assert load_image(tmp_path / "wide.png").shape == (32, 32, 3)
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale_with_the_same_look(tmp_path: Path) -> None:
+    yy, xx = np.mgrid[0:2400, 0:3200]
+    a = np.stack([xx * 255 // 3200, yy * 255 // 2400, (xx + yy) % 256 // 2], -1).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "photo.jpg", quality=90)
+    fast = load_image(tmp_path / "photo.jpg")
+    with Image.open(tmp_path / "photo.jpg") as im:
+        full = prepare_image(im)  # decoded at full size
+    assert np.abs(fast.astype(int) - full).max() <= 3
+
+
+def test_directory_and_pattern_inputs(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/1.png", "a/b/2.JPG", "3.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format="PNG" if "png" in name else "JPEG")
+    (tmp_path / "a" / "b" / "readme.txt").write_text("skipped")
+    (tmp_path / "empty").mkdir()
+    found = expand_inputs([tmp_path / "a", str(tmp_path / "*.png"), tmp_path / "empty",
+                           tmp_path / "nope.png", str(tmp_path / "*.gif")])
+    names = [(Path(n).relative_to(tmp_path).as_posix(), e is None) for n, e in found]
+    assert names == [("a/1.png", True), ("a/b/2.JPG", True), ("3.png", True),
+                     ("empty", False), ("nope.png", False), ("*.gif", False)]
+    with pytest.raises(ImageError, match="is a directory"):
+        load_image(tmp_path / "a")

@@ -10,9 +10,9 @@ import pytest
 
 from cifar_cnn.data.augment import AlternatingFlipTranslate, make_train_dataset
 from cifar_cnn.errors import ConfigError
-from cifar_cnn.predict.classifier import predict_probs, tta_mode
+from cifar_cnn.optimizers import MuonSGD, orthogonalize
 from cifar_cnn.recipes import get_recipe
-from cifar_cnn.training.optimizers import MuonSGD, orthogonalize
+from cifar_cnn.tta import predict_probs, tta_mode
 
 
 def test_orthogonalize_flattens_the_spectrum() -> None:
@@ -177,8 +177,18 @@ def test_linear_schedule_and_optimizer_from_recipe() -> None:
 def test_quick_is_fast94_on_a_smaller_network() -> None:
     quick, fast = get_recipe("quick"), get_recipe("fast94")
     assert quick.model == fast.model and quick.model_options == {"widths": (32, 128, 128)}
-    assert quick.optimizer_options["sgd_learning_rate"] == pytest.approx(
-        fast.optimizer_options["sgd_learning_rate"] * quick.batch_size / fast.batch_size)
+    assert quick.resolved_optimizer_options()["sgd_learning_rate"] == pytest.approx(
+        fast.resolved_optimizer_options()["sgd_learning_rate"] * quick.batch_size
+        / fast.batch_size)
+
+
+@pytest.mark.parametrize("batch", [2000, 500, 64])
+def test_per_image_rates_follow_the_batch_size(batch: int) -> None:
+    opt = get_recipe("fast94").replace(batch_size=batch).build_optimizer(steps_per_epoch=10)
+    assert opt.sgd_learning_rate == pytest.approx(0.053 * batch)  # airbench's per-image rates
+    assert opt.sgd_learning_rates == {"head": pytest.approx(0.67 * batch)}
+    assert opt.sgd_weight_decay == pytest.approx(2e-6 * batch)
+    assert float(opt._learning_rate(0)) == pytest.approx(0.24)  # Muon's: normalised, unscaled
 
 
 @pytest.mark.parametrize("recipe", ["fast94", "quick"])
@@ -189,5 +199,47 @@ def test_fast_recipe_run_predicts_with_its_tta(recipe: str, tiny_data, tmp_path:
                 verbose=0)
     clf = Classifier.load(run.path)
     assert clf.tta == "flip_translate"
+    # --batch-size reached the optimizer the run was trained with, per image
+    saved = keras.saving.load_model(run.model)
+    assert saved.optimizer.sgd_learning_rate == pytest.approx(0.053 * 64)
     probs = clf.predict(tiny_data.x_test[:3])
     assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_jpeg_roundtrip_of_a_mosaic_matches_single_images() -> None:
+    import io
+
+    from PIL import Image
+
+    from cifar_cnn.data.augment import jpeg_roundtrip
+
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(0, 256, (7, 4, 4, 3)).astype(np.float32)
+    x = np.stack([np.asarray(keras.ops.image.resize(s, (32, 32))) for s in smooth])
+    x = np.clip(x, 0, 255).astype(np.uint8)
+    out = jpeg_roundtrip(x, 50)
+    for img, got in zip(x, out, strict=True):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=50, subsampling="4:2:0")
+        alone = np.asarray(Image.open(buf).convert("RGB")).astype(int)
+        # identical inside; chroma smoothing may reach across a tile's outermost pixels
+        assert np.array_equal(alone[2:-2, 2:-2], got[2:-2, 2:-2])
+        assert np.abs(alone - got).mean() < 3.0  # tiles unlike their neighbours here
+    assert np.abs(out.astype(int) - x).mean() > 0.5  # the artefacts are there
+
+
+def test_jpeg_and_soften_augmentation_options() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    plain = make_train_dataset(x, np.arange(64) % 10, 64, "alternating_flip_translate",
+                               seed=1, options={"translate": 0})
+    lossy = make_train_dataset(x, np.arange(64) % 10, 64, "alternating_flip_translate",
+                               seed=1, options={"translate": 0, "jpeg": 1.0,
+                                                "jpeg_quality": (40, 60), "soften": 0.5})
+    (a, ya), (b, yb) = plain[0], lossy[0]
+    np.testing.assert_array_equal(ya, yb)  # same order, same flips
+    changed = np.abs(a.astype(int) - b).reshape(64, -1).mean(1)
+    assert (changed > 1).all()  # every image compressed
+    with pytest.raises(ConfigError, match="shares of a batch"):
+        make_train_dataset(x, np.arange(64), 64, "alternating_flip_translate",
+                           options={"jpeg": 1.5})

@@ -38,6 +38,10 @@ def test_run_directory_is_complete(trained_run: Path, tiny_data: CifarData) -> N
     assert meta["settings"]["monitor"] == "validation"
     assert meta["dataset"]["fingerprint"] == tiny_data.fingerprint
     assert meta["dataset"]["num_train"] == 180 and meta["dataset"]["num_val"] == 20
+    # the validation split doubles as the calibration split
+    assert meta["settings"]["calibration_size"] == 0
+    assert meta["calibration"]["fit_on"] == "validation split"
+    assert set(meta["calibration"]["modes"]) == {"none", "flip", "flip_translate"}
     assert {"tensorflow", "keras", "numpy", "cpu"} <= meta["environment"].keys()
     assert 0.0 <= meta["final_metrics"]["val_accuracy"] <= 1.0
     rows = _history(trained_run / "history.csv")
@@ -48,7 +52,7 @@ def test_run_directory_is_complete(trained_run: Path, tiny_data: CifarData) -> N
 
 def test_saved_model_takes_raw_pixels(trained_run: Path, tiny_data: CifarData) -> None:
     clf = Classifier.load(trained_run)
-    probs = clf.predict(tiny_data.x_test[:4], tta=False)
+    probs = clf.predict(tiny_data.x_test[:4], tta=False, calibrated=False)
     model = keras.saving.load_model(trained_run / "model.keras", compile=False)
     direct = model.predict(tiny_data.x_test[:4].astype("float32"), verbose=0)
     np.testing.assert_allclose(probs, direct, rtol=1e-5, atol=1e-6)
@@ -135,9 +139,10 @@ def test_killed_training_resumes_with_optimizer_state(folder_dataset: Path,
     epochs_logged = [int(r["epoch"]) for r in _history(run / "history.csv")]
     assert epochs_logged == list(range(epochs))
     model = keras.saving.load_model(run / "model.keras")
-    steps = int(np.ceil(120 / 16))
-    assert int(model.optimizer.iterations.numpy()) == epochs * steps  # state carried over
     meta = json.loads((run / "metadata.json").read_text())
+    assert meta["dataset"]["num_train"] == 108  # 12 of 120 held out for calibration
+    steps = int(np.ceil(108 / 16))
+    assert int(model.optimizer.iterations.numpy()) == epochs * steps  # state carried over
     assert meta["status"] == "complete" and meta["resumed_from_epoch"] == stopped_at
 
 
@@ -184,3 +189,25 @@ def test_every_recipe_trains_one_epoch(recipe: str, tiny_data: CifarData, tmp_pa
     clf = Classifier.load(run.path)
     probs = clf.predict(tiny_data.x_test[:3])
     assert probs.shape == (3, 10) and np.isfinite(probs).all()
+
+
+def test_calibration_split_is_held_out_by_default(tiny_data: CifarData, tmp_path: Path) -> None:
+    run = train("baseline", epochs=1, data=tiny_data, runs_dir=tmp_path, verbose=0,
+                monitor_test=False)
+    meta = run.read_metadata()
+    # the recipe's 1000, capped at a tenth of the 200 training images
+    assert meta["settings"]["calibration_size"] == 20
+    assert meta["dataset"]["num_train"] == 180 and meta["dataset"]["num_calibration"] == 20
+    saved = json.loads(run.calibration.read_text())
+    assert saved["fit_on"] == "calibration split" and saved["num_images"] == 20
+    for mode in saved["modes"].values():
+        assert mode["temperature"] > 0 and mode["ece_calibrated"] <= mode["ece_raw"] + 1e-9
+    assert Classifier.load(run.path).is_calibrated
+    none = train("baseline", epochs=1, data=tiny_data, runs_dir=tmp_path, verbose=0,
+                 monitor_test=False, calibration_size=0, name="uncalibrated")
+    assert not none.calibration.exists() and none.read_metadata()["dataset"]["num_train"] == 200
+    clf = Classifier.load(none.path)
+    np.testing.assert_allclose(clf.predict(tiny_data.x_test[:3]),
+                               clf.predict(tiny_data.x_test[:3], calibrated=False))
+    with pytest.raises(RunError, match="no calibration"):
+        clf.predict(tiny_data.x_test[:3], calibrated=True)

@@ -7,20 +7,23 @@ import time
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import log_loss
 
-from cifar_cnn.data import CifarData, load_cifar10, split_validation
-from cifar_cnn.errors import DataError, RunError
-from cifar_cnn.evaluation.calibration import (
+from cifar_cnn.calibration import (
     apply_temperature,
     expected_calibration_error,
     fit_temperature,
+    tta_key,
 )
+from cifar_cnn.data import CifarData, load_cifar10, split_validation
+from cifar_cnn.errors import DataError, RunError
 from cifar_cnn.evaluation.metrics import classification_metrics
 from cifar_cnn.evaluation.plots import read_history_csv
 from cifar_cnn.evaluation.report import write_report
-from cifar_cnn.files import write_json
-from cifar_cnn.predict.classifier import Classifier, predict_probs, tta_mode
+from cifar_cnn.files import read_json, write_json
+from cifar_cnn.predict.classifier import Classifier
 from cifar_cnn.runs import open_run
+from cifar_cnn.tta import predict_probs, tta_mode
 
 
 def _split(ds: CifarData, meta: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -50,8 +53,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a trained run and write ``RUN/report/`` (metrics.json, plots, report.html).
 
-    When the run has a validation split, the temperature that minimises validation NLL is
-    learned and saved to ``RUN/calibration.json`` for ``predict --calibrated``.
+    Metrics are reported for the raw probabilities and, where they differ (ECE, log-loss),
+    also for the calibrated ones that `predict` gives by default: with the temperature that
+    training fitted on its held-out split for this test-time augmentation mode.
 
     Args:
         run: a run directory.
@@ -83,29 +87,27 @@ def evaluate(
     metrics = classification_metrics(y, probs, clf.class_names)
 
     has_val = bool(meta.get("settings", {}).get("val_size"))
-    if has_val:
+    if tta_key(use_tta) in clf.temperatures:  # fitted after training on held-out images
+        temperature = clf.temperatures[tta_key(use_tta)]
+        source = read_json(rd.calibration).get("fit_on", "validation split")
+    elif has_val:  # a run from before training calibrated itself
         val_x, val_y = _split(ds, meta, "val")
         val_probs = probs if split == "val" else predict_probs(clf.model, val_x, tta=use_tta)
         temperature = fit_temperature(val_probs, val_y)
-        source = "validation"
-        write_json(
-            rd.calibration,
-            {
-                "temperature": temperature,
-                "fit_on": "validation",
-                "num_images": len(val_y),
-                "tta": use_tta,
-            },
-        )
+        source = "validation split"
+        write_json(rd.calibration, {"temperature": temperature, "fit_on": source,
+                                    "num_images": len(val_y), "tta": use_tta})
     else:
         temperature = fit_temperature(probs, y)
-        source = f"{split} (no validation split in this run: optimistic, not saved)"
+        source = f"{split} (no held-out split in this run: optimistic, not saved)"
+    calibrated = apply_temperature(probs, temperature)
     metrics.update(
         split=split,
         tta=use_tta,
         temperature=float(temperature),
         temperature_fit_on=source,
-        ece_calibrated=float(expected_calibration_error(apply_temperature(probs, temperature), y)),
+        ece_calibrated=float(expected_calibration_error(calibrated, y)),
+        log_loss_calibrated=float(log_loss(y, calibrated, labels=range(len(clf.class_names)))),
         run=rd.name,
         model=meta.get("recipe", {}).get("model"),
         recipe=meta.get("recipe", {}).get("name"),

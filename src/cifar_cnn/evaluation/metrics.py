@@ -20,7 +20,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from cifar_cnn.evaluation.calibration import expected_calibration_error, validate_probs_and_labels
+from cifar_cnn.calibration import expected_calibration_error, validate_probs_and_labels
 
 # Probabilities are clipped to [LOG_LOSS_EPS, 1] and renormalised before the log-loss.
 LOG_LOSS_EPS = 1e-15

@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from cifar_cnn.evaluation.calibration import (
+from cifar_cnn.calibration import (
     apply_temperature,
     expected_calibration_error,
     reliability_bins,

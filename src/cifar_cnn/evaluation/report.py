@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cifar_cnn.evaluation.calibration import (
+from cifar_cnn.calibration import (
     apply_temperature,
     expected_calibration_error,
     validate_probs_and_labels,

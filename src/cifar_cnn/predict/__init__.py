@@ -1,6 +1,14 @@
 """Prediction on new images: decoding and resizing any image file, and the Classifier API."""
 
-from cifar_cnn.predict.classifier import Classifier, predict_probs
-from cifar_cnn.predict.images import RESIZE_METHOD, load_image, prepare_image
+from cifar_cnn.predict.classifier import Classifier, Prediction
+from cifar_cnn.predict.images import (
+    MAX_PIXELS,
+    RESIZE_METHOD,
+    expand_inputs,
+    load_image,
+    prepare_image,
+)
+from cifar_cnn.tta import predict_probs
 
-__all__ = ["RESIZE_METHOD", "Classifier", "load_image", "predict_probs", "prepare_image"]
+__all__ = ["MAX_PIXELS", "RESIZE_METHOD", "Classifier", "Prediction", "expand_inputs",
+           "load_image", "predict_probs", "prepare_image"]

@@ -3,88 +3,68 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from cifar_cnn.calibration import apply_temperature, temperatures_from, tta_key
 from cifar_cnn.data.sources import CLASS_NAMES
-from cifar_cnn.errors import RunError
+from cifar_cnn.errors import ImageError, RunError
 from cifar_cnn.files import read_json
-from cifar_cnn.predict.images import load_image, prepare_image
+from cifar_cnn.predict.images import MAX_PIXELS, expand_inputs, load_image, prepare_image
 from cifar_cnn.runs import RunDir
+from cifar_cnn.tta import predict_probs, tta_mode
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 
-TTA_MODES = ("flip", "flip_translate")
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one input file: every class's probability, or why there is none."""
 
+    file: str
+    probabilities: dict[str, float] | None = None  # all classes, in the model's order
+    top_k: list[tuple[str, float]] | None = None  # the most likely, most likely first
+    calibrated: bool = False
+    error: str | None = None
 
-def tta_mode(tta: bool | str | None, default: str | None = None) -> str | None:
-    """Resolve a ``tta`` argument: None -> `default`, True -> `default` or "flip", False -> None.
+    @property
+    def label(self) -> str | None:
+        """The most likely class."""
+        return self.top_k[0][0] if self.top_k else None
 
-    Raises:
-        ValueError: for an unknown mode name.
-    """
-    if tta is None:
-        return default
-    if tta is True:
-        return default or "flip"
-    if tta is False or tta == "none":
-        return None
-    if tta not in TTA_MODES:
-        raise ValueError(f"Unknown test-time augmentation {tta!r}; choose from "
-                         f"{', '.join(TTA_MODES)}, or False.")
-    return tta
-
-
-def _mirrored_probs(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
-    probs = model.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
-    flipped = np.ascontiguousarray(x[:, :, ::-1])
-    return (probs + model.predict(flipped, batch_size=batch_size, verbose=0)) / 2.0
-
-
-def predict_probs(model: Any, x: np.ndarray, *, tta: bool | str | None = None,
-                  batch_size: int = 500) -> np.ndarray:
-    """Class probabilities for a uint8 batch ``(N, H, W, 3)``.
-
-    Test-time augmentation averages the probabilities of several views:
-
-    - ``"flip"`` (or True): the image and its mirror image.
-    - ``"flip_translate"``: as airbench, half the weight on the image and its mirror, a quarter
-      each on the mirror pairs of the image shifted one pixel up-left and down-right
-      (reflect padding). Six forward passes.
-    """
-    mode = tta_mode(tta)
-    if mode is None:
-        return model.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
-    probs = _mirrored_probs(model, x, batch_size)
-    if mode == "flip_translate":
-        h, w = x.shape[1:3]
-        padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-        shifted = [np.ascontiguousarray(padded[:, d:d + h, d:d + w]) for d in (0, 2)]
-        probs = 0.5 * probs + 0.25 * sum(_mirrored_probs(model, s, batch_size)
-                                         for s in shifted)
-    return probs
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``cifar-cnn predict --json/--jsonl``."""
+        if self.error is not None:
+            return {"file": self.file, "error": self.error}
+        return {"file": self.file, "label": self.label, "probabilities": self.probabilities,
+                "top_k": [{"class": c, "probability": p} for c, p in self.top_k or ()],
+                "calibrated": self.calibrated}
 
 
 class Classifier:
     """A trained model plus what is needed to use it: class names, input size, TTA, calibration.
 
+    Probabilities are calibrated by default: training fits a temperature for each
+    test-time augmentation mode on held-out images (``calibration.json`` in the run).
+
     Example:
-        >>> clf = Classifier.load("runs/baseline")  # doctest: +SKIP
+        >>> clf = Classifier.load("runs/fast94")  # doctest: +SKIP
         >>> clf.classify(["cat.jpg"], top_k=3)  # doctest: +SKIP
         [[('cat', 0.81), ('dog', 0.12), ('frog', 0.03)]]
     """
 
     def __init__(self, model: Any, class_names: Sequence[str], *, tta: bool | str = False,
-                 temperature: float | None = None, source: str = "") -> None:
+                 temperatures: dict[str, float] | None = None, source: str = "") -> None:
         self.model = model
         self.class_names = tuple(class_names)
         self.tta = tta_mode(tta)  # the run's default test-time augmentation, or None
-        self.temperature = temperature
+        self.temperatures = dict(temperatures or {})  # {tta key: temperature}
         self.source = source
         shape = model.input_shape
         self.input_size = (int(shape[2]), int(shape[1]))  # (width, height) as Pillow counts
@@ -93,8 +73,10 @@ class Classifier:
     def load(cls, path: str | os.PathLike[str]) -> Classifier:
         """Load from a run directory, or from a ``.keras`` file (beside a metadata.json if any).
 
+        The model is loaded in Keras' safe mode (no arbitrary code from the file).
+
         Raises:
-            RunError: if no model is found there.
+            RunError: if no model is found there, or it cannot be loaded.
         """
         import keras
 
@@ -108,16 +90,19 @@ class Classifier:
         if not model_file.is_file():
             raise RunError(f"No trained model at {model_file}. Give a run directory written by "
                            "`cifar-cnn train` or a .keras model file.")
-        model = keras.saving.load_model(model_file, compile=False)
+        try:
+            model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+        except Exception as e:
+            raise RunError(f"{model_file} could not be loaded as a Keras model "
+                           f"({type(e).__name__}: {str(e).splitlines()[0]}).") from e
         meta = run.read_metadata() if run.metadata.is_file() else {}
         n_out = int(model.output_shape[-1])
         names = meta.get("class_names") or (
             CLASS_NAMES if n_out == len(CLASS_NAMES) else [f"class_{i}" for i in range(n_out)])
-        temperature = None
-        if run.calibration.is_file():
-            temperature = float(read_json(run.calibration)["temperature"])
+        temperatures = (temperatures_from(read_json(run.calibration))
+                        if run.calibration.is_file() else {})
         return cls(model, names, tta=meta.get("recipe", {}).get("tta", False),
-                   temperature=temperature, source=str(model_file))
+                   temperatures=temperatures, source=str(model_file))
 
     def _batch(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim == 4:
@@ -138,31 +123,46 @@ class Classifier:
                 out.append(load_image(im, self.input_size))
         return np.stack(out)
 
+    def calibrate(self, probs: np.ndarray, *, tta: str | None) -> np.ndarray:
+        """Apply the run's temperature for test-time augmentation mode `tta` to `probs`.
+
+        Raises:
+            RunError: if the run has no calibration (trained with ``calibration_size=0``,
+                or before calibration existed).
+        """
+        key = tta_key(tta)
+        if key not in self.temperatures:
+            raise RunError(f"{self.source} has no calibration for test-time augmentation "
+                           f"{key!r}. Train with a calibration split (the default) or "
+                           "--val-size N, or ask for uncalibrated probabilities.")
+        return apply_temperature(probs, self.temperatures[key])
+
+    @property
+    def is_calibrated(self) -> bool:
+        """Whether the run has calibration temperatures."""
+        return bool(self.temperatures)
+
     def predict(self, images: ImageLike | Sequence[ImageLike], *,
                 tta: bool | str | None = None,
-                calibrated: bool = False) -> np.ndarray:
-        """Class probabilities, shape ``(N, num_classes)``.
+                calibrated: bool | None = None) -> np.ndarray:
+        """Class probabilities, shape ``(N, num_classes)``, each row summing to 1.
 
         Args:
             images: file paths, PIL images, uint8 arrays ``(H, W, 3)``, or a batch
                 ``(N, H, W, 3)``; any size and mode (see `cifar_cnn.predict.RESIZE_METHOD`).
-            tta: test-time augmentation (see `predict_probs`); None: what the run's recipe
-                used; True: that, or "flip" if it used none; False: none.
-            calibrated: apply the temperature learned on the run's validation split.
+            tta: test-time augmentation (see `cifar_cnn.tta.predict_probs`); None: what
+                the run's recipe used; True: that, or "flip" if it used none; False: none.
+            calibrated: None (default): calibrated when the run has a calibration; True:
+                calibrated, or an error; False: the model's raw probabilities.
 
         Raises:
-            ImageError: for an unreadable file (use `classify_files` to skip bad files).
-            RunError: if `calibrated` but the run has no calibration.
+            ImageError: for an unreadable file (`predict_files` reports bad files instead).
+            RunError: if `calibrated` is True but the run has no calibration.
         """
-        x = self._batch(images)
-        probs = predict_probs(self.model, x, tta=tta_mode(tta, self.tta))
-        if calibrated:
-            if self.temperature is None:
-                raise RunError(f"{self.source} has no calibration. Train with --val-size N and "
-                               "run `cifar-cnn evaluate` to learn a temperature first.")
-            from cifar_cnn.evaluation.calibration import apply_temperature
-
-            probs = apply_temperature(probs, self.temperature)
+        mode = tta_mode(tta, self.tta)
+        probs = predict_probs(self.model, self._batch(images), tta=mode)
+        if calibrated or (calibrated is None and self.is_calibrated):
+            probs = self.calibrate(probs, tta=mode)
         return probs
 
     def top_k(self, probs: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
@@ -176,3 +176,50 @@ class Classifier:
                  **kwargs: Any) -> list[list[tuple[str, float]]]:
         """Top-k ``(class name, probability)`` pairs for each image."""
         return self.top_k(self.predict(images, **kwargs), top_k)
+
+    def predict_files(self, inputs: Iterable[str | os.PathLike[str]], *, top_k: int = 3,
+                      tta: bool | str | None = None, calibrated: bool | None = None,
+                      batch_size: int = 1000, workers: int | None = None,
+                      max_pixels: int = MAX_PIXELS) -> Iterator[Prediction]:
+        """A `Prediction` for every image file in `inputs`, in order, as they are ready.
+
+        `inputs` may name files, directories (read recursively) and glob patterns (see
+        `cifar_cnn.predict.images.expand_inputs`). Files are decoded by `workers` threads
+        (default: one per CPU core) `batch_size` at a time, and each batch goes through the
+        model in one call; results stream out batch by batch, so memory stays flat for any
+        number of files. A file that cannot be read (missing, not an image, over
+        `max_pixels`) yields a `Prediction` with its `error`; the others are unaffected.
+
+        Raises:
+            RunError: if `calibrated` is True but the run has no calibration.
+        """
+        if calibrated and not self.is_calibrated:
+            self.calibrate(np.ones((1, len(self.class_names))), tta=None)  # raises
+        use_calibration = self.is_calibrated if calibrated is None else calibrated
+        entries = expand_inputs(inputs)
+
+        def decode(entry: tuple[str, str | None]) -> np.ndarray | str:
+            name, error = entry
+            if error is not None:
+                return error
+            try:
+                return load_image(name, self.input_size, max_pixels=max_pixels)
+            except ImageError as e:
+                return str(e)
+
+        with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+            for start in range(0, len(entries), batch_size):
+                chunk = entries[start:start + batch_size]
+                decoded = list(pool.map(decode, chunk))
+                good = [d for d in decoded if isinstance(d, np.ndarray)]
+                rows = iter(self.predict(np.stack(good), tta=tta, calibrated=use_calibration)
+                            if good else ())
+                for (name, _), d in zip(chunk, decoded, strict=True):
+                    if isinstance(d, str):
+                        yield Prediction(name, error=d)
+                        continue
+                    row = next(rows)
+                    yield Prediction(
+                        name, probabilities=dict(zip(self.class_names, map(float, row),
+                                                     strict=True)),
+                        top_k=self.top_k(row[None], top_k)[0], calibrated=use_calibration)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,20 @@ from cifar_cnn.errors import ImageError
 RESIZE_METHOD = (
     "EXIF orientation applied; converted to RGB (alpha composited over white, 16-bit and "
     "grayscale scaled to 8-bit RGB, first frame of animations); centre-cropped to a square; "
-    "resized with Pillow's antialiased bicubic filter"
+    "resized with Pillow's antialiased bicubic filter (large JPEGs are first decoded at "
+    "1/2, 1/4 or 1/8 scale by libjpeg, never below 4x the model's input size)"
 )
+
+# Images with more pixels than this are refused before decoding: a small file can declare a
+# huge image (a 2.6 MB PNG of 30,000 x 30,000 pixels decodes to 2.7 GB). 80 megapixels is
+# above any camera photo (a 64 MP phone photo is 9,248 x 6,936) and below Pillow's own
+# warning threshold (89 MP).
+MAX_PIXELS = 80_000_000
+
+# File name endings taken from directories (a file named explicitly is always tried).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif",
+                            ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".tga",
+                            ".ico"})
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -52,18 +66,73 @@ def prepare_image(im: Image.Image, size: tuple[int, int] = (32, 32)) -> np.ndarr
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (32, 32)) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (32, 32), *,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file (PNG, JPEG, BMP, GIF, WebP, TIFF, ...) into the model's input.
 
+    Args:
+        path: the file.
+        size: ``(width, height)`` of the model's input.
+        max_pixels: refuse images with more pixels than this, before decoding them.
+
     Raises:
-        ImageError: naming the file, if it is missing or not a readable image.
+        ImageError: naming the file and saying what is wrong: missing, a directory, not a
+            readable image, or over the pixel limit.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ImageError(f"{p}: is a directory; give image files, or the directory itself "
+                         "to `cifar-cnn predict`, which reads it recursively.")
     if not p.is_file():
         raise ImageError(f"{p}: no such file.")
+    too_big = (f"is over the limit of {max_pixels:,} pixels (a decompression bomb, or a very "
+               "large image); shrink it first, or raise --max-pixels.")
     try:
         with Image.open(p) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageError(f"{p}: {w} x {h} pixels {too_big}")
             im.seek(0)
+            side = min(w, h)
+            if side > 4 * max(size):  # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale
+                scale = 4 * max(size) / side
+                im.draft(None, (int(w * scale) + 1, int(h * scale) + 1))
             return prepare_image(im, size)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:  # Pillow refuses even to open it
+        raise ImageError(f"{p}: the image {too_big} ({e})") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{p}: not a readable image ({type(e).__name__}: {e}).") from e
+    except Exception as e:  # e.g. Pillow's DecompressionBombError, a decoder's own error
+        raise ImageError(f"{p}: could not be decoded ({type(e).__name__}: {e}).") from e
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[tuple[str, str | None]]:
+    """Files to predict from files, directories (recursively) and glob patterns, in order.
+
+    Directories give their image files (by name ending, see `IMAGE_SUFFIXES`), sorted;
+    patterns (``*``, ``?``, ``[``, ``**`` across folders) are expanded here too, for shells
+    that pass them on unexpanded. Returns ``(name, error)`` pairs: error is None for a file
+    to read, else why the input gave nothing (reported by name, never dropped silently).
+    """
+    out: list[tuple[str, str | None]] = []
+    for item in inputs:
+        name = os.fspath(item)
+        p = Path(name)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*")
+                           if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            out += [(str(f), None) for f in files]
+            if not files:
+                out.append((name, f"{name}: directory holds no image files."))
+        elif p.exists():
+            out.append((name, None))
+        elif glob.has_magic(name):
+            matches = sorted(glob.glob(name, recursive=True))
+            if not matches:
+                out.append((name, f"{name}: pattern matches no file."))
+            out += expand_inputs(matches) if matches else []
+        else:
+            out.append((name, f"{name}: no such file or directory."))
+    return out

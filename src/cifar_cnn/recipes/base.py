@@ -8,15 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cifar_cnn.errors import ConfigError
+from cifar_cnn.optimizers import MuonSGD
+from cifar_cnn.tta import TTA_MODES
 
 _RECIPES: dict[str, Recipe] = {}
 LR_SCHEDULES = ("constant", "warmup_cosine", "linear")
-TTA_MODES = ("flip", "flip_translate")
+PER_IMAGE = "_per_image"  # suffix of optimizer options given per image (see build_optimizer)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Model + optimiser + schedule + epochs + augmentation + precision + TTA.
+    """Model + optimiser + schedule + epochs + augmentation + precision + TTA + calibration.
 
     Every field is plain data so the resolved recipe can be written to metadata.json and a
     run can be rebuilt from it (``Recipe.from_dict``).
@@ -31,6 +33,9 @@ class Recipe:
     # "constant", "warmup_cosine" (linear warmup, then cosine decay to 0) or "linear" (to 0)
     lr_schedule: str = "constant"
     warmup_fraction: float = 0.0  # share of all steps spent warming up from lr/10 to lr
+    # Keyword arguments of the optimizer. A key ending in "_per_image" (a number, or a dict of
+    # numbers) is multiplied by the batch size and passed without the suffix, so that rates
+    # set per image (as for a summed loss) stay right for any --batch-size.
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     label_smoothing: float = 0.0
@@ -40,6 +45,10 @@ class Recipe:
     # Test-time augmentation at evaluation / prediction: False, "flip" (True means the same)
     # or "flip_translate" (flips of the image and of two 1-pixel shifts of it).
     tta: bool | str = False
+    # Training images held out (stratified) to fit the calibration temperature after
+    # training, so that predicted probabilities are honest by default; 0: none. A
+    # validation split (--val-size), when given, is used instead.
+    calibration_size: int = 1000
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -56,6 +65,9 @@ class Recipe:
         if self.tta not in (False, True, *TTA_MODES):
             raise ConfigError(f"tta must be False, True or one of {', '.join(TTA_MODES)}. "
                               f"Received: tta={self.tta!r}")
+        if self.calibration_size < 0:
+            raise ConfigError("calibration_size must be >= 0. "
+                              f"Received: calibration_size={self.calibration_size}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError("warmup_fraction must be in [0, 1). "
                               f"Received: warmup_fraction={self.warmup_fraction}")
@@ -87,21 +99,32 @@ class Recipe:
     def build_optimizer(self, steps_per_epoch: int) -> Any:
         """The Keras optimizer, its learning rate scheduled over all steps.
 
-        An option ``stop_after_epochs`` (``{variable path substring: epochs}``) of
-        `MuonSGD` is converted to steps here.
+        Options named ``*_per_image`` are multiplied by ``batch_size`` (see
+        `optimizer_options`). An option ``stop_after_epochs`` (``{variable path substring:
+        epochs}``) of `MuonSGD` is converted to steps here.
         """
         import keras
 
-        options = dict(self.optimizer_options)
+        options = self.resolved_optimizer_options()
         lr = self.learning_rate_for(steps_per_epoch)
         if self.optimizer == "muon_sgd":
-            from cifar_cnn.training.optimizers import MuonSGD
 
             stop = options.pop("stop_after_epochs", {})
             return MuonSGD(lr, stop_after_steps={k: int(v * steps_per_epoch)
                                                  for k, v in stop.items()}, **options)
         return keras.optimizers.get({"class_name": self.optimizer,
                                      "config": {"learning_rate": lr, **options}})
+
+    def resolved_optimizer_options(self) -> dict[str, Any]:
+        """`optimizer_options` with the ``*_per_image`` ones scaled to this batch size."""
+        options = {}
+        for key, value in self.optimizer_options.items():
+            if key.endswith(PER_IMAGE):
+                key = key[:-len(PER_IMAGE)]
+                value = ({k: v * self.batch_size for k, v in value.items()}
+                         if isinstance(value, dict) else value * self.batch_size)
+            options[key] = value
+        return options
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed; ``None`` values are ignored."""

@@ -13,14 +13,16 @@ from typing import Any
 import keras
 import numpy as np
 
+from cifar_cnn.calibration import fit_calibration
 from cifar_cnn.data import CifarData, load_cifar10, split_validation
 from cifar_cnn.data.augment import make_train_dataset
 from cifar_cnn.errors import RunError
-from cifar_cnn.files import atomic_path, read_json
+from cifar_cnn.files import atomic_path, read_json, write_json
 from cifar_cnn.models import create_model, data_dependent_init
 from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
 from cifar_cnn.training.callbacks import EpochBackupAndRestore, EpochTensorBoard, Progress
+from cifar_cnn.tta import TTA_MODES, predict_probs
 
 
 def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int],
@@ -52,6 +54,22 @@ def _trim_history(path: Path, epochs_done: int) -> None:
             csv.writer(f).writerows(keep)
 
 
+def calibration_holdout(recipe: Recipe, num_train: int, num_classes: int) -> int:
+    """How many training images to hold out for calibration: the recipe's number, at most a
+    tenth of the training set, and none if that leaves fewer than one per class."""
+    n = min(recipe.calibration_size, num_train // 10)
+    return n if n >= num_classes else 0
+
+
+def calibrate(model: keras.Model, x: np.ndarray, y: np.ndarray, fit_on: str,
+              seed: int) -> dict[str, Any]:
+    """Fit a temperature for every TTA mode on held-out images (calibration.json's content)."""
+    t0 = time.perf_counter()
+    modes = fit_calibration({m: predict_probs(model, x, tta=m) for m in (None, *TTA_MODES)}, y)
+    return {"fit_on": fit_on, "num_images": len(y), "seed": seed, "modes": modes,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
 def _checkpoint_epoch(checkpoints: Path) -> int:
     meta = checkpoints / "training_metadata.json"
     if not meta.is_file():
@@ -70,6 +88,7 @@ def train(
     data: str | os.PathLike[str] | CifarData | None = None,
     val_size: int = 0,
     monitor_test: bool = True,
+    calibration_size: int | None = None,
     seed: int = 0,
     runs_dir: str | os.PathLike[str] = "runs",
     name: str | None = None,
@@ -88,7 +107,10 @@ def train(
             as the TensorFlow tutorial does; never tune settings on it.
         monitor_test: with ``val_size=0``, whether to evaluate the test set after each
             epoch. False evaluates nothing during training (the fastest; used for timing).
-        seed: seeds weight initialisation, shuffling, augmentation and the validation split.
+        calibration_size: without `val_size`, training images held out (stratified) to fit
+            the temperature that calibrates predicted probabilities after training
+            (default: the recipe's; at most a tenth of the training set; 0: none).
+        seed: seeds weight initialisation, shuffling, augmentation and the held-out splits.
         runs_dir: parent folder of run directories.
         name: run folder name (default: the recipe's name, numbered if taken).
         resume: a run directory to continue from its last checkpoint; every other setting
@@ -98,8 +120,8 @@ def train(
             (progress, checkpoints, history.csv, TensorBoard).
 
     Returns:
-        The `RunDir` holding model.keras, metadata.json, history.csv, checkpoints/ and
-        tensorboard/.
+        The `RunDir` holding model.keras, metadata.json, calibration.json, history.csv,
+        checkpoints/ and tensorboard/.
 
     Example:
         >>> run = cifar_cnn.train("baseline", epochs=10, data="../shared/datasets/cifar10")
@@ -114,21 +136,32 @@ def train(
         settings = meta["settings"]
         r = Recipe.from_dict(meta["recipe"])
         val_size, seed = settings["val_size"], settings["seed"]
+        calibration_size = settings.get("calibration_size", 0)
         monitor_test = settings["monitor"] != "none"
         if data is None:
             data = settings.get("data")
     else:
         r = get_recipe(recipe) if isinstance(recipe, str) else recipe
         r = r.replace(model=model, epochs=epochs, batch_size=batch_size,
-                      learning_rate=learning_rate, precision=precision)
+                      learning_rate=learning_rate, precision=precision,
+                      calibration_size=calibration_size)
         run = None
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
 
     ds = load_cifar10(data)
     x_train, y_train = ds.x_train, ds.y_train
+    if resume is None:
+        calibration_size = 0 if val_size else calibration_holdout(r, len(y_train),
+                                                                  ds.num_classes)
+    # Held out from training: the validation split, else the calibration split. Either is
+    # where the temperature of calibrated probabilities is fitted after training.
+    x_hold = y_hold = None
+    if val_size or calibration_size:
+        x_train, y_train, x_hold, y_hold = split_validation(
+            x_train, y_train, val_size or calibration_size, seed=seed)
     if val_size:
-        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, val_size, seed=seed)
+        x_val, y_val = x_hold, y_hold
         monitor = "validation"
     elif monitor_test:
         x_val, y_val = ds.x_test, ds.y_test
@@ -149,11 +182,13 @@ def train(
             "input": {"shape": list(ds.image_shape), "dtype": "uint8", "range": [0, 255],
                       "layout": "RGB, channels last; scaled inside the model"},
             "recipe": r.to_dict(),
-            "settings": {"seed": seed, "val_size": val_size, "monitor": monitor,
+            "settings": {"seed": seed, "val_size": val_size,
+                         "calibration_size": calibration_size, "monitor": monitor,
                          "data": None if isinstance(data, CifarData) or data is None
                          else str(Path(data).resolve())},
             "dataset": {"source": ds.source, "fingerprint": ds.fingerprint,
                         "num_train": len(x_train), "num_val": int(val_size),
+                        "num_calibration": int(calibration_size),
                         "num_test": len(ds.x_test)},
             "environment": environment_info(),
             "epochs_done": 0,
@@ -220,6 +255,11 @@ def train(
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
+    if y_hold is not None:
+        calibration = calibrate(net, x_hold, y_hold, seed=seed,
+                                fit_on="validation split" if val_size else "calibration split")
+        write_json(run.calibration, calibration)
+        meta["calibration"] = {k: v for k, v in calibration.items() if k != "seed"}
     last = {k: float(v[-1]) for k, v in history.history.items() if v}
     prefix = {"validation": "val", "test": "test"}.get(monitor, "monitored")
     meta.update(

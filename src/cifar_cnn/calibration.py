@@ -213,3 +213,39 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     out = np.exp(scaled)
     out /= out.sum(axis=1, keepdims=True)
     return out
+
+
+def tta_key(tta: str | None) -> str:
+    """The key of a test-time augmentation mode in calibration.json ("none" for None)."""
+    return tta or "none"
+
+
+def fit_calibration(probs_by_tta: dict[str | None, np.ndarray], y_true: np.ndarray,
+                    n_bins: int = 15) -> dict[str, dict[str, float]]:
+    """A temperature per test-time augmentation mode, with the ECE before and after it.
+
+    TTA averages probabilities over views, which softens them, so each mode gets its own
+    temperature. The result is what a run's calibration.json holds under "modes".
+    """
+    out = {}
+    for mode, probs in probs_by_tta.items():
+        t = fit_temperature(probs, y_true)
+        out[tta_key(mode)] = {
+            "temperature": t,
+            "ece_raw": expected_calibration_error(probs, y_true, n_bins),
+            "ece_calibrated": expected_calibration_error(apply_temperature(probs, t), y_true,
+                                                         n_bins),
+        }
+    return out
+
+
+def temperatures_from(calibration: dict[str, Any]) -> dict[str, float]:
+    """``{tta key: temperature}`` from a calibration.json, new or old layout.
+
+    Runs before per-mode calibration stored one ``temperature`` (fitted on the validation
+    split with the recipe's TTA); it is used for every mode.
+    """
+    if "modes" in calibration:
+        return {k: float(v["temperature"]) for k, v in calibration["modes"].items()}
+    t = float(calibration["temperature"])
+    return {k: t for k in ("none", "flip", "flip_translate")}

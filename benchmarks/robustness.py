@@ -1,0 +1,166 @@
+"""Robustness to JPEG: accuracy on lossless images and on the same images saved as JPEG.
+
+Each seed trains the recipe in a fresh process (nothing evaluated during training), then
+predicts the chosen split as it is (lossless PNG pixels) and after a JPEG round trip at
+qualities 95, 75 and 50 (Pillow, 4:2:0 chroma subsampling, each image its own file in
+memory, exactly what saving it as .jpg and reading it back gives), with and without the
+recipe's test-time augmentation. It also records the expected calibration error (15 bins)
+of the default, calibrated probabilities and of the raw ones, and the training time.
+
+``--split val`` holds out ``--val-size`` training images and evaluates on them instead of the
+test set: that is where augmentation choices are made (``--option jpeg=0.5`` etc. override
+the recipe's augmentation options), never on the test set.
+
+Writes ``benchmarks/results/robustness-<recipe>-<UTC time>.json``.
+
+Usage:
+    python -m benchmarks.robustness --recipe fast94 --seeds 3 --data ../shared/datasets/cifar10
+    python -m benchmarks.robustness --recipe quick --split val --val-size 5000 --seeds 1 \\
+        --option jpeg=0 --data ../shared/datasets/cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import json
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.common import run_child, write_result
+
+QUALITIES = (95, 75, 50)
+
+
+def jpeg_copy(images: np.ndarray, quality: int) -> np.ndarray:
+    """Each image saved as its own JPEG file (in memory) and read back."""
+    out = np.empty_like(images)
+    for i, img in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=quality, subsampling="4:2:0")
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out[i] = np.asarray(im.convert("RGB"))
+    return out
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["jpeg=0.5", "jpeg_quality=(30, 95)"]`` -> ``{"jpeg": 0.5, "jpeg_quality": (30, 95)}``."""
+    return {k: ast.literal_eval(v) for k, v in (p.split("=", 1) for p in pairs)}
+
+
+def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size: int,
+             options: dict[str, Any], keep: str | None = None) -> dict[str, Any]:
+    """Train one seed in this process and measure it; returns the per-seed record."""
+    from cifar_cnn import Classifier, train
+    from cifar_cnn.calibration import expected_calibration_error
+    from cifar_cnn.data import load_cifar10, split_validation
+    from cifar_cnn.recipes import get_recipe
+    from cifar_cnn.tta import predict_probs
+
+    recipe = get_recipe(recipe_name)
+    if options:
+        recipe = recipe.replace(augmentation_options={**recipe.augmentation_options, **options})
+    ds = load_cifar10(data)
+    with tempfile.TemporaryDirectory() as runs:
+        t0 = time.perf_counter()
+        run = train(recipe, data=ds, seed=seed, runs_dir=runs, monitor_test=False,
+                    val_size=val_size if split == "val" else 0, verbose=2)
+        seconds = time.perf_counter() - t0
+        meta = run.read_metadata()
+        clf = Classifier.load(run.path)
+        if keep:  # for later measurements, e.g. benchmarks.predict_throughput
+            shutil.copytree(run.path, Path(keep) / f"{recipe_name}-seed{seed}",
+                            dirs_exist_ok=True)
+    if split == "val":
+        _, _, x, y = split_validation(ds.x_train, ds.y_train, val_size, seed=seed)
+    else:
+        x, y = ds.x_test, ds.y_test
+    tta = clf.tta or "flip"
+    record: dict[str, Any] = {"seed": seed, "train_seconds": round(seconds, 2),
+                              "fit_seconds": meta["train_seconds"], "tta": tta,
+                              "temperature": clf.temperatures, "accuracy": {},
+                              "accuracy_tta": {}}
+    for name, images in [("png", x)] + [(f"jpeg{q}", jpeg_copy(x, q)) for q in QUALITIES]:
+        raw = predict_probs(clf.model, images)
+        raw_tta = predict_probs(clf.model, images, tta=tta)
+        record["accuracy"][name] = float((raw.argmax(1) == y).mean())
+        record["accuracy_tta"][name] = float((raw_tta.argmax(1) == y).mean())
+        if name == "png":
+            record["ece_raw"] = expected_calibration_error(raw, y)
+            record["ece_raw_tta"] = expected_calibration_error(raw_tta, y)
+            record["ece_calibrated"] = expected_calibration_error(
+                clf.calibrate(raw, tta=None), y)
+            record["ece_calibrated_tta"] = expected_calibration_error(
+                clf.calibrate(raw_tta, tta=tta), y)
+    record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return record
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default="fast94")
+    p.add_argument("--seeds", type=int, default=3, help="seeds first..first+N-1")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--option", action="append", default=[],
+                   help="augmentation option override KEY=VALUE (Python literal)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--keep", default=None, help="copy each seed's run directory into this folder")
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    options = parse_options(args.option)
+
+    if args.child is not None:  # one seed, result as the last line of stdout
+        print(json.dumps(run_seed(args.recipe, args.child, args.data, args.split,
+                                  args.val_size, options, args.keep)))
+        return
+
+    seeds = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        cmd = ["benchmarks.robustness", "--recipe", args.recipe, "--child", str(seed),
+               "--split", args.split, "--val-size", str(args.val_size)]
+        cmd += [a for o in args.option for a in ("--option", o)]
+        cmd += ["--data", args.data] if args.data else []
+        cmd += ["--keep", str(Path(args.keep).resolve())] if args.keep else []
+        seeds.append(run_child(cmd))
+        print(json.dumps(seeds[-1]), flush=True)
+
+    def mean(key: str, sub: str | None = None) -> float:
+        return round(statistics.fmean(s[key][sub] if sub else s[key] for s in seeds), 5)
+
+    names = list(seeds[0]["accuracy"])
+    numbers = {
+        "recipe": args.recipe,
+        "split": args.split,
+        "images": 10000 if args.split == "test" else args.val_size,
+        "augmentation_options": options or "the recipe's",
+        "seeds": seeds,
+        "mean_accuracy": {n: mean("accuracy", n) for n in names},
+        "mean_accuracy_tta": {n: mean("accuracy_tta", n) for n in names},
+        "mean_ece_raw": mean("ece_raw"),
+        "mean_ece_calibrated": mean("ece_calibrated"),
+        "mean_ece_raw_tta": mean("ece_raw_tta"),
+        "mean_ece_calibrated_tta": mean("ece_calibrated_tta"),
+        "mean_train_seconds": mean("train_seconds"),
+        "max_peak_rss_mb": max(s["peak_rss_mb"] for s in seeds),
+    }
+    path = write_result(f"robustness-{args.recipe}", numbers)
+    print(f"{args.recipe} on {args.split}: accuracy {numbers['mean_accuracy']}, with TTA "
+          f"{numbers['mean_accuracy_tta']}; ECE raw {numbers['mean_ece_raw_tta']:.4f} -> "
+          f"calibrated {numbers['mean_ece_calibrated_tta']:.4f} (TTA); training "
+          f"{numbers['mean_train_seconds']:.1f} s -> {path}")
+
+
+if __name__ == "__main__":
+    main()
