@@ -66,6 +66,8 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
             people classify are mostly JPEGs; without this a model trained on lossless
             CIFAR images loses points on them.
         jpeg_quality: ``(lowest, highest)`` JPEG quality.
+        jpeg_epochs: compress only in the first this many epochs (None: in every epoch), so
+            that the last ones, at the lowest learning rates, see lossless images.
         soften: share of the images in each batch that are shrunk to between
             `soften_scale` and 1 times their size and enlarged back (see `soften`), as
             soft as a photo downscaled to 32x32 can look. Applied before JPEG.
@@ -75,7 +77,8 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, translate: int = 2,
                  alternate: bool = True, jpeg: float = 0.0,
-                 jpeg_quality: tuple[int, int] = (30, 95), soften: float = 0.0,
+                 jpeg_quality: tuple[int, int] = (30, 95), jpeg_epochs: int | None = None,
+                 soften: float = 0.0,
                  soften_scale: float = 0.5, seed: int = 0, one_hot: int = 0,
                  first_epoch: int = 0) -> None:
         super().__init__()
@@ -94,6 +97,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
             raise ConfigError("jpeg_quality must be (lowest, highest) within 1..100. "
                               f"Received: jpeg_quality={jpeg_quality}")
         self.jpeg, self.jpeg_quality = jpeg, (int(lo), int(hi))
+        self.jpeg_epochs = jpeg_epochs
         self.soften, self.soften_scale = soften, soften_scale
         self.epoch = first_epoch
         self._start_epoch()
@@ -123,7 +127,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
             sel = np.flatnonzero(rng.random(len(idx)) < self.soften)
             if len(sel):
                 batch[sel] = soften(batch[sel], rng.uniform(self.soften_scale, 1.0))
-        if self.jpeg:
+        if self.jpeg and (self.jpeg_epochs is None or self.epoch < self.jpeg_epochs):
             sel = np.flatnonzero(rng.random(len(idx)) < self.jpeg)
             groups = rng.integers(0, 4, len(sel))
             qualities = rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1, 4)
@@ -173,7 +177,7 @@ def make_train_dataset(
         raise ConfigError(f"Unknown augmentation {augmentation!r}; choose from "
                          f"{', '.join(AUGMENTATIONS)} or None.")
     options = dict(options or {})
-    known = {"translate", "alternate", "jpeg", "jpeg_quality", "soften",
+    known = {"translate", "alternate", "jpeg", "jpeg_quality", "jpeg_epochs", "soften",
              "soften_scale"} if augmentation == "alternating_flip_translate" else set()
     if set(options) - known:
         raise ConfigError(f"Augmentation {augmentation!r} takes no option(s) "

@@ -191,6 +191,9 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
         summary.append(("temperature", _fmt(metrics.get("temperature"), ".3f", 0)))
     if "ece_calibrated" in metrics:
         summary.append(("ECE (calibrated)", _fmt(metrics.get("ece_calibrated"), ".4f", 0)))
+    if "log_loss_calibrated" in metrics:
+        summary.append(("log-loss (calibrated)",
+                        _fmt(metrics.get("log_loss_calibrated"), ".4f", 0)))
     if "num_images" in metrics:
         summary.append(("images", _fmt(metrics.get("num_images"), ".0f", 0)))
     label_w = max(len(label) for label, _ in summary)
