@@ -240,6 +240,12 @@ def test_jpeg_and_soften_augmentation_options() -> None:
     np.testing.assert_array_equal(ya, yb)  # same order, same flips
     changed = np.abs(a.astype(int) - b).reshape(64, -1).mean(1)
     assert (changed > 1).all()  # every image compressed
+    early = make_train_dataset(x, np.arange(64) % 10, 64, "alternating_flip_translate",
+                               seed=1, options={"translate": 0, "jpeg": 1.0, "jpeg_epochs": 1})
+    assert not np.array_equal(early[0][0], a)  # compressed in epoch 0 ...
+    early.on_epoch_end()
+    plain.on_epoch_end()
+    np.testing.assert_array_equal(early[0][0], plain[0][0])  # ... lossless from epoch 1
     with pytest.raises(ConfigError, match="shares of a batch"):
         make_train_dataset(x, np.arange(64), 64, "alternating_flip_translate",
                            options={"jpeg": 1.5})

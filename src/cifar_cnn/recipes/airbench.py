@@ -36,8 +36,11 @@ FAST94 = register_recipe(
         optimizer_options=MUON_SGD_OPTIONS,
         label_smoothing=0.2,
         augmentation="alternating_flip_translate",
-        # Half of each batch JPEG-compressed at quality 30-95: photos are mostly JPEGs.
-        augmentation_options={"jpeg": 0.5, "jpeg_quality": (30, 95)},
+        # A fifth of each batch JPEG-compressed at quality 50-95: photos are mostly JPEGs.
+        # On a 5,000-image validation split (seed 0, TTA): lossless 93.96% / JPEG-75 90.04% /
+        # JPEG-50 87.54%, against 93.94 / 87.22 / 80.46 without; half of each batch in the
+        # first 6 epochs only gave 93.64 / 89.18 / 85.86 (benchmarks/results/robustness-*).
+        augmentation_options={"jpeg": 0.2, "jpeg_quality": (50, 95)},
         precision="mixed_bfloat16",  # ~2x the float32 conv speed on AVX-512 bf16 CPUs
         tta="flip_translate",
         description="airbench94_muon in Keras: towards 94% test accuracy, fast on a CPU.",
