@@ -86,7 +86,8 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
     else:
         x, y = ds.x_test, ds.y_test
     tta = clf.tta or "flip"
-    record: dict[str, Any] = {"seed": seed, "train_seconds": round(seconds, 2),
+    record: dict[str, Any] = {"seed": seed, "augmentation_options": recipe.augmentation_options,
+                              "train_seconds": round(seconds, 2),
                               "fit_seconds": meta["train_seconds"], "tta": tta,
                               "temperature": clf.temperatures, "accuracy": {},
                               "accuracy_tta": {}}

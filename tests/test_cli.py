@@ -157,6 +157,8 @@ def test_predict_batches_give_the_same_answers(cli_run: Path, tmp_path: Path) ->
     assert len(a) == 7
     for pa, pb in zip(a, b, strict=True):
         assert list(pa.values()) == pytest.approx(list(pb.values()), abs=1e-6)
+    bad = cli("predict", str(cli_run), str(tmp_path), "--batch-size", "0")
+    assert bad.returncode == 2 and "batch_size" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_models_lists_recipes_and_networks() -> None:

@@ -103,17 +103,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results = clf.predict_files(args.inputs, top_k=args.top_k, tta=args.tta,
                                 calibrated=calibrated, batch_size=args.batch_size,
                                 workers=args.workers, max_pixels=args.max_pixels or MAX_PIXELS)
-    failed = total = 0
-    out = sys.stdout
+    out, failed, total = sys.stdout, 0, 0
     if args.json:
         out.write("[")
-    for total, pred in enumerate(results, start=1):
+    for pred in results:  # streamed: each batch is written as soon as it is predicted
+        total += 1
         if pred.error is not None:
             failed += 1
             print(f"error: {pred.error}", file=sys.stderr)
-        if args.json or args.jsonl:
-            sep = ("," if total > 1 else "") + "\n" if args.json else ""
-            out.write(sep + json.dumps(pred.to_dict()) + ("" if args.json else "\n"))
+        if args.json:
+            out.write(("," if total > 1 else "") + "\n" + json.dumps(pred.to_dict()))
+        elif args.jsonl:
+            out.write(json.dumps(pred.to_dict()) + "\n")
         elif pred.error is None:
             out.write(pred.file + "\n")
             for c, p in pred.top_k or ():

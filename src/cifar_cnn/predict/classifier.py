@@ -14,7 +14,7 @@ from PIL import Image
 
 from cifar_cnn.calibration import apply_temperature, temperatures_from, tta_key
 from cifar_cnn.data.sources import CLASS_NAMES
-from cifar_cnn.errors import ImageError, RunError
+from cifar_cnn.errors import ConfigError, ImageError, RunError
 from cifar_cnn.files import read_json
 from cifar_cnn.predict.images import MAX_PIXELS, expand_inputs, load_image, prepare_image
 from cifar_cnn.runs import RunDir
@@ -192,7 +192,12 @@ class Classifier:
 
         Raises:
             RunError: if `calibrated` is True but the run has no calibration.
+            ConfigError: for a `batch_size`, `workers` or `max_pixels` below 1.
         """
+        if batch_size < 1 or (workers is not None and workers < 1) or max_pixels < 1:
+            raise ConfigError("batch_size, workers and max_pixels must be >= 1. Received: "
+                              f"batch_size={batch_size}, workers={workers}, "
+                              f"max_pixels={max_pixels}")
         if calibrated and not self.is_calibrated:
             self.calibrate(np.ones((1, len(self.class_names))), tta=None)  # raises
         use_calibration = self.is_calibrated if calibrated is None else calibrated
