@@ -40,7 +40,7 @@ def test_every_recipe_is_usable_from_fresh_processes(recipe: str, folder_dataset
     run = tmp_path / recipe
     assert json.loads((run / "calibration.json").read_text())["fit_on"] == "calibration split"
 
-    ev = cli("evaluate", str(run), "--data", str(folder_dataset), "--json")
+    ev = cli("evaluate", str(run), "--json")  # as training printed it: the run knows its data
     assert ev.returncode == 0, ev.stderr
     assert_quiet(ev.stderr)
     metrics = json.loads(ev.stdout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,8 @@ def evaluate(
 
     Args:
         run: a run directory.
-        data: the dataset (default: as for training, see `cifar_cnn.data.load_cifar10`).
+        data: the dataset (default: the path the run was trained on, if it still exists;
+            else as `cifar_cnn.data.load_cifar10` finds it).
         split: "test" (the full test set) or "val" (the run's validation split).
         tta: test-time augmentation, see `cifar_cnn.predict.predict_probs`; None: what the
             recipe says; True: that, or "flip"; False: none.
@@ -75,6 +77,9 @@ def evaluate(
     rd = open_run(run)
     meta = rd.read_metadata()
     clf = Classifier.load(rd.path)
+    recorded = meta.get("settings", {}).get("data")
+    if data is None and recorded and Path(recorded).exists():
+        data = recorded  # what the run was trained on, as `cifar-cnn train` printed it
     ds = load_cifar10(data)
     if list(ds.class_names) != list(clf.class_names):
         raise DataError(
