@@ -33,17 +33,32 @@ from benchmarks.common import write_result
 
 WIDTHS = (64, 256, 256)
 QUICK_WIDTHS = (32, 128, 128)  # the quick recipe's network, for the isolated convs only
-# Whole-step variants: (batch norm, activation). "keras_gelu" is Keras' own unfused GELU in
-# place of the network's FusedGELU; "keras_conv" is Keras' Conv2D (TensorFlow's own kernel
-# gradient) in place of SmallMapConv2D.
-VARIANTS = {
-    "full": (True, "gelu"),
-    "keras_gelu": (True, "keras_gelu"),
-    "keras_conv": (True, "gelu"),
-    "relu": (True, "relu"),
-    "no_bn": (False, "gelu"),
-    "no_bn_relu": (False, "relu"),
-    "convs_only": (False, None),
+
+
+def _identity(name: str, **_: object) -> object:
+    import keras
+
+    return keras.layers.Identity(name=name)
+
+
+def _keras_gelu(name: str) -> object:
+    import keras
+
+    return keras.layers.Activation("gelu", name=name)
+
+
+# Whole-step variants, as arguments of the airbench builder (`cifar_cnn.models.airbench`):
+# "keras_gelu" is Keras' own unfused GELU in place of FusedGELU; "keras_conv" is Keras'
+# Conv2D (TensorFlow's own kernel gradient) in place of SmallMapConv2D; "no_bn" replaces
+# every batch norm by the identity; "convs_only" also drops the activations.
+VARIANTS: dict[str, dict[str, object]] = {
+    "full": {},
+    "keras_gelu": {"activation": _keras_gelu},
+    "keras_conv": {"conv_layer": "Conv2D"},
+    "relu": {"activation": "relu"},
+    "no_bn": {"norm_layer": _identity},
+    "no_bn_relu": {"norm_layer": _identity, "activation": "relu"},
+    "convs_only": {"norm_layer": _identity, "activation": "linear"},
 }
 
 
@@ -66,28 +81,19 @@ def train_flops_per_image(widths: tuple[int, ...] = WIDTHS) -> float:
     return 2 * 3 * macs
 
 
-def _model_and_batch(variant: str, batch: int, steps: int, precision: str) -> tuple:
-    """fast94's compiled network as ``variant`` swaps it, and a batch of random images."""
+def model_and_batch(variant: str, batch: int, steps: int, precision: str) -> tuple:
+    """fast94's compiled network with ``variant``'s parts, and a batch of random images."""
     import keras
     import numpy as np
 
-    import cifar_cnn.models.airbench as airbench
     from cifar_cnn.recipes import get_recipe
     from cifar_cnn.training.trainer import build_model
 
-    bn, act = VARIANTS[variant]
-    if not bn:  # the same network with every batch norm replaced by the identity
-        airbench.FusedBatchNormalization = lambda name, **_: keras.layers.Identity(name=name)
-    if act == "keras_gelu":
-        act = "gelu"
-        airbench.activation_layer = lambda a, name: keras.layers.Activation(a, name=name)
-    if variant == "keras_conv":
-        airbench.SmallMapConv2D = keras.layers.Conv2D
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     recipe = get_recipe("fast94").replace(batch_size=batch)
-    model = build_model(recipe.replace(model_options={"activation": act or "linear"}),
-                        10, (32, 32, 3), steps_per_epoch=steps)
+    recipe = recipe.replace(model_options={**recipe.model_options, **VARIANTS[variant]})
+    model = build_model(recipe, 10, (32, 32, 3), steps_per_epoch=steps)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
     y = np.eye(10, dtype="float32")[rng.integers(0, 10, batch)]
@@ -99,7 +105,7 @@ def step_images_per_second(variant: str, batch: int, steps: int, precision: str)
     import keras
     import tensorflow as tf
 
-    model, x, y = _model_and_batch(variant, batch, steps, precision)
+    model, x, y = model_and_batch(variant, batch, steps, precision)
     times: list[float] = []
 
     class StepTimer(keras.callbacks.Callback):
@@ -127,7 +133,7 @@ def isolated_convs(batch: int, widths: tuple[int, ...] = WIDTHS,
     """
     import tensorflow as tf
 
-    from cifar_cnn.models.airbench import _small_map_conv, matmul_kernel_grad_pays
+    from cifar_cnn.layers.small_map_conv import matmul_grad_conv, matmul_kernel_grad_pays
 
     def timed(conv, x, w) -> float:
         @tf.function
@@ -153,7 +159,7 @@ def isolated_convs(batch: int, widths: tuple[int, ...] = WIDTHS,
         x = tf.cast(tf.random.stateless_normal((batch, size, size, cin), seed=(0, 1)),
                     tf.bfloat16)
         w = tf.Variable(tf.random.stateless_normal((3, 3, cin, cout), seed=(0, 2)) * 0.05)
-        tf_seconds, mm_seconds = timed(tf_conv, x, w), timed(_small_map_conv(), x, w)
+        tf_seconds, mm_seconds = timed(tf_conv, x, w), timed(matmul_grad_conv, x, w)
         ours = matmul_kernel_grad_pays(size, size, cin, cout)
         seconds = mm_seconds if ours else tf_seconds
         flops = 3 * 2 * batch * size * size * 9 * cin * cout
@@ -187,9 +193,9 @@ def traced_op_times(batch: int, steps: int, precision: str) -> dict:
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from cifar_cnn.models.airbench import MATMUL_KERNEL_GRAD
+    from cifar_cnn.layers.small_map_conv import MATMUL_KERNEL_GRAD
 
-    model, x, y = _model_and_batch("full", batch, steps, precision)
+    model, x, y = model_and_batch("full", batch, steps, precision)
     for _ in range(2):  # trace and warm up
         model.train_on_batch(x, y)
     with tempfile.TemporaryDirectory() as logdir:

@@ -10,7 +10,8 @@ from PIL import Image
 
 from benchmarks.ablation import VARIANTS
 from benchmarks.plot_curves import mean_curve, plot
-from benchmarks.profile_step import isolated_convs, op_kind, traced_op_times
+from benchmarks.profile_step import VARIANTS as PROFILE_VARIANTS
+from benchmarks.profile_step import isolated_convs, model_and_batch, op_kind, traced_op_times
 from cifar_cnn.recipes import get_recipe
 from cifar_cnn.training.trainer import build_model
 
@@ -36,6 +37,24 @@ def test_activation_variant_swaps_the_networks_activation(recipe: str) -> None:
     base = get_recipe(recipe)
     before, after = activations(base), activations(VARIANTS["other_activation"][1](base))
     assert len(before) == len(after) == 1 and before != after
+
+
+@pytest.mark.parametrize("variant", sorted(PROFILE_VARIANTS))
+def test_each_profile_variant_swaps_what_it_names(variant: str) -> None:
+    import keras
+
+    from cifar_cnn.layers import FusedBatchNormalization, FusedGELU, SmallMapConv2D
+
+    model, x, _ = model_and_batch(variant, batch=2, steps=1, precision="float32")
+    kinds = {type(layer) for layer in model.layers}
+    assert (SmallMapConv2D in kinds) == (variant != "keras_conv")
+    assert (FusedBatchNormalization in kinds) == (variant not in ("no_bn", "no_bn_relu",
+                                                                  "convs_only"))
+    assert (FusedGELU in kinds) == (variant in ("full", "keras_conv", "no_bn"))
+    gelus = [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)
+             and layer.name != "probs"]
+    assert bool(gelus) == (variant in ("keras_gelu", "relu", "no_bn_relu", "convs_only"))
+    assert model.predict(x, verbose=0).shape == (2, 10)
 
 
 def _result(recipe: str, curves: list[list[tuple[float, float]]]) -> dict:

@@ -40,7 +40,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 # Modules whose import registers Keras serializables (layers, initialisers, optimizers).
-_KERAS_SERIALIZABLES = ("cifar_cnn.models", "cifar_cnn.optimizers")
+_KERAS_SERIALIZABLES = ("cifar_cnn.layers", "cifar_cnn.optimizers")
 
 
 def _register_with_keras(_keras: Any) -> None:

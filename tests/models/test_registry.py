@@ -52,23 +52,6 @@ def test_recipe_overrides_and_checks() -> None:
         r.replace(precision="float8")
 
 
-def test_patch_whitening_whitens_patches() -> None:
-    from cifar_cnn.models.airbench import PatchWhitening
-
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=(64, 16, 16, 1))
-    images = np.concatenate([base, 0.5 * base + 0.1 * rng.normal(size=base.shape),
-                             rng.normal(size=base.shape)], axis=-1)  # correlated channels
-    layer = PatchWhitening(eps=1e-9)  # no regularisation: exact whitening
-    layer.adapt(images)
-    out = np.asarray(layer(images.astype("float32")))[..., :12].reshape(-1, 12)
-    cov = np.cov(out, rowvar=False)
-    np.testing.assert_allclose(cov, np.eye(12), atol=0.05)
-    np.testing.assert_allclose(np.asarray(layer(images.astype("float32")))[..., 12:],
-                               -np.asarray(layer(images.astype("float32")))[..., :12],
-                               rtol=1e-5, atol=1e-5)
-
-
 def test_airbench_without_whitening_learns_its_first_conv() -> None:
     with_whitening = create_model("airbench", widths=(8, 8, 8))
     plain = create_model("airbench", widths=(8, 8, 8), whitening=False)
@@ -89,101 +72,26 @@ def test_warmup_cosine_schedule() -> None:
         r.replace(lr_schedule="step")
 
 
-@pytest.mark.parametrize("scale", [False, True])
-def test_fused_batch_norm_matches_keras(scale: bool) -> None:
+def test_airbench_takes_its_parts_as_arguments(tmp_path) -> None:
     import keras
-    import tensorflow as tf
 
-    from cifar_cnn.models.airbench import FusedBatchNormalization
+    from cifar_cnn.layers import FusedBatchNormalization, FusedGELU, SmallMapConv2D
 
-    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 5, 5, 6)), "float32")
-    layers = [cls(momentum=0.6, epsilon=1e-12, scale=scale,
-                  beta_initializer=keras.initializers.Constant(0.3))
-              for cls in (keras.layers.BatchNormalization, FusedBatchNormalization)]
-    outputs, grads = [], []
-    for layer in layers:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True)
-            loss = tf.reduce_sum(y * tf.range(6, dtype="float32"))
-        outputs.append(y.numpy())
-        grads.append([g.numpy() for g in tape.gradient(loss, [x, *layer.trainable_weights])])
-    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-5)
-    for fused, plain in zip(grads[1], grads[0], strict=True):
-        np.testing.assert_allclose(fused, plain, atol=1e-4)
-    for name in ("moving_mean", "moving_variance"):
-        np.testing.assert_allclose(getattr(layers[1], name).numpy(),
-                                   getattr(layers[0], name).numpy(), rtol=1e-5)
-    np.testing.assert_allclose(layers[1](x, training=False), layers[0](x, training=False),
-                               atol=1e-5)
+    def kinds(model: keras.Model) -> set[type]:
+        return {type(layer) for layer in model.layers}
 
-
-def _output_and_grads(fn, x, weights=()) -> tuple:
-    """``fn(x)`` and the gradients of a fixed weighting of it by ``x`` and ``weights``,
-    as float32 arrays; checks that ``fn`` keeps ``x``'s dtype."""
-    import tensorflow as tf
-
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = fn(x)
-        loss = tf.reduce_sum(tf.cast(y, "float32") * tf.range(y.shape[-1], dtype="float32"))
-    assert y.dtype == x.dtype
-    grads = tape.gradient(loss, [x, *weights])
-    return tf.cast(y, "float32").numpy(), [tf.cast(g, "float32").numpy() for g in grads]
-
-
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_fused_gelu_matches_keras_gelu(dtype: str, tmp_path) -> None:
-    import keras
-    import tensorflow as tf
-
-    from cifar_cnn.models.airbench import FusedGELU
-
-    x = tf.cast(tf.constant(np.random.default_rng(0).normal(0.0, 2.0, (3, 4, 4, 5))), dtype)
-    (out_keras, (grad_keras,)), (out_ours, (grad_ours,)) = (
-        _output_and_grads(fn, x) for fn in (keras.activations.gelu, FusedGELU(dtype=dtype)))
-    outputs, grads = [out_keras, out_ours], [grad_keras, grad_ours]
-    tol = 1e-6 if dtype == "float32" else 2e-2  # bfloat16 keeps 8 bits of mantissa
-    np.testing.assert_allclose(outputs[1], outputs[0], atol=tol, rtol=tol)
-    np.testing.assert_allclose(grads[1], grads[0], atol=4 * tol, rtol=tol)
-
-    model = keras.Sequential([keras.Input((4, 4, 5)), FusedGELU()])
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert isinstance(loaded.layers[-1], FusedGELU)
-    np.testing.assert_allclose(loaded(tf.cast(x, "float32")), outputs[0], atol=2e-2)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("size", [3, 4, 9])  # 9x9 at 6 channels takes Keras' own path
-def test_small_map_conv_matches_keras_conv(dtype: str, size: int, tmp_path) -> None:
-    import keras
-    import tensorflow as tf
-
-    from cifar_cnn.models import airbench
-    from cifar_cnn.models.airbench import SmallMapConv2D
-
-    rng = np.random.default_rng(0)
-    x = tf.cast(tf.constant(rng.normal(0.0, 1.0, (4, size, size, 6))), dtype)
-    kernel = rng.normal(0.0, 0.3, (3, 3, 6, 5))
-    convs = [cls(5, 3, padding="same", use_bias=False, dtype=dtype,
-                 kernel_initializer=keras.initializers.Constant(kernel))
-             for cls in (keras.layers.Conv2D, SmallMapConv2D)]
-    outputs, grads = [], []
-    for conv in convs:
-        conv.build(x.shape)
-        y, g = _output_and_grads(conv, x, [conv.kernel])
-        outputs.append(y)
-        grads.append(g)
-    tol = 1e-5 if dtype == "float32" else 3e-2
-    np.testing.assert_allclose(outputs[1], outputs[0], atol=tol)
-    for ours, keras_grad in zip(grads[1], grads[0], strict=True):
-        scale = np.abs(keras_grad).max()
-        np.testing.assert_allclose(ours / scale, keras_grad / scale, atol=tol)
-    assert airbench.matmul_kernel_grad_pays(size, size, 6, 5) == (size < 9)
-
-    model = keras.Sequential([keras.Input((size, size, 6)), convs[1]])
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert isinstance(loaded.layers[-1], SmallMapConv2D)
-    np.testing.assert_allclose(tf.cast(loaded(x), "float32"), outputs[1], atol=tol)
+    default = create_model("airbench", widths=(8, 8, 8))
+    assert {SmallMapConv2D, FusedBatchNormalization, FusedGELU} <= kinds(default)
+    variant = create_model(
+        "airbench", widths=(8, 8, 8), conv_layer="Conv2D",
+        norm_layer=keras.layers.BatchNormalization,
+        activation=lambda name: keras.layers.Activation("gelu", name=name))
+    assert not {SmallMapConv2D, FusedBatchNormalization, FusedGELU} & kinds(variant)
+    assert {keras.layers.Conv2D, keras.layers.BatchNormalization} <= kinds(variant)
+    assert variant.count_params() == default.count_params()
+    variant.save(tmp_path / "v.keras")
+    assert keras.saving.load_model(tmp_path / "v.keras").count_params() == default.count_params()
+    same = create_model("airbench", widths=(8, 8, 8), conv_layer="cifar_cnn>SmallMapConv2D")
+    assert SmallMapConv2D in kinds(same)
+    with pytest.raises(ConfigError, match="Unknown layer 'Conv3x3'"):
+        create_model("airbench", conv_layer="Conv3x3")
