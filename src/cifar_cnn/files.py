@@ -15,14 +15,15 @@ from typing import Any
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it over `path`.
 
-    The temporary name keeps the final suffix, so writers that look at the extension
-    (``model.save("x.keras")``, ``np.savez``) still work. On an exception the temporary
+    The temporary name ends with the whole final name, so writers that look at the
+    extension (``model.save("x.keras")``, ``model.save_weights("x.weights.h5")``,
+    ``np.savez``) still work. On an exception the temporary
     file is removed and `path` is left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        prefix=".tmp-", suffix=f".{path.name}", dir=path.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -42,8 +43,11 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write `obj` as indented JSON to `path` atomically."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write `obj` as indented UTF-8 JSON to `path` atomically (the one JSON writer).
+
+    Non-ASCII text (class names from an image folder, say) is written as is, not escaped.
+    """
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -104,17 +104,19 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def _checkpointed_epoch(run: Path) -> int:
+    from cifar_cnn.training.checkpoints import latest_epoch
+
+    return latest_epoch(run / "checkpoints")
+
+
 def _wait_for_epoch(run: Path, epoch: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    meta = run / "checkpoints" / "training_metadata.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"training ended early:\n{proc.stdout.read()}")
-        try:
-            if json.loads(meta.read_text())["epoch"] >= epoch:
-                return
-        except (OSError, ValueError):
-            pass
+        if _checkpointed_epoch(run) >= epoch:
+            return
         time.sleep(0.05)
     pytest.fail("no checkpoint appeared")
 
@@ -129,7 +131,7 @@ def test_killed_training_resumes_with_optimizer_state(folder_dataset: Path,
     _wait_for_epoch(run, 3, proc)
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait(timeout=30)
-    stopped_at = json.loads((run / "checkpoints/training_metadata.json").read_text())["epoch"]
+    stopped_at = _checkpointed_epoch(run)
     assert stopped_at < epochs and not (run / "model.keras").exists()
 
     resumed = _cli("train", "--resume", str(run))

@@ -93,12 +93,3 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         pass
-
-
-class EpochBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore saving once per epoch; its batch hook has nothing to do."""
-
-    async_safe = True
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        pass

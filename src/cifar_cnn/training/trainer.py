@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ from cifar_cnn.calibration import fit_calibration
 from cifar_cnn.data import CifarData, load_cifar10, split_validation
 from cifar_cnn.data.augment import make_train_dataset
 from cifar_cnn.errors import RunError
-from cifar_cnn.files import atomic_path, read_json, write_json
+from cifar_cnn.files import atomic_path, write_json
 from cifar_cnn.models import create_model, data_dependent_init
 from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
-from cifar_cnn.training.callbacks import EpochBackupAndRestore, EpochTensorBoard, Progress
+from cifar_cnn.training.callbacks import EpochTensorBoard, Progress
+from cifar_cnn.training.checkpoints import EpochCheckpoint, latest_epoch, restore
 from cifar_cnn.tta import TTA_MODES, predict_probs
 
 
@@ -70,11 +72,153 @@ def calibrate(model: keras.Model, x: np.ndarray, y: np.ndarray, fit_on: str,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _checkpoint_epoch(checkpoints: Path) -> int:
-    meta = checkpoints / "training_metadata.json"
-    if not meta.is_file():
-        return 0
-    return int(read_json(meta)["epoch"])
+@dataclass(frozen=True)
+class _Splits:
+    """The images a run trains on, monitors each epoch, and calibrates on afterwards."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None  # monitored after each epoch ("monitor" says which set)
+    y_val: np.ndarray | None
+    x_hold: np.ndarray | None  # held out from training: the validation or calibration split
+    y_hold: np.ndarray | None
+    monitor: str  # "validation", "test" or "none"
+
+
+def _split(ds: CifarData, val_size: int, calibration_size: int, monitor_test: bool,
+           seed: int) -> _Splits:
+    """Hold out the validation split, else the calibration split; choose what is monitored."""
+    x_train, y_train, x_hold, y_hold = ds.x_train, ds.y_train, None, None
+    if val_size or calibration_size:
+        x_train, y_train, x_hold, y_hold = split_validation(
+            x_train, y_train, val_size or calibration_size, seed=seed)
+    if val_size:
+        return _Splits(x_train, y_train, x_hold, y_hold, x_hold, y_hold, "validation")
+    if monitor_test:
+        return _Splits(x_train, y_train, ds.x_test, ds.y_test, x_hold, y_hold, "test")
+    return _Splits(x_train, y_train, None, None, x_hold, y_hold, "none")
+
+
+def _new_metadata(run: RunDir, r: Recipe, ds: CifarData, splits: _Splits, *, seed: int,
+                  val_size: int, calibration_size: int,
+                  data: str | os.PathLike[str] | CifarData | None) -> dict[str, Any]:
+    """metadata.json of a run that has just started (the schema `Classifier` reads)."""
+    return {
+        "name": run.name,
+        "status": "running",
+        "class_names": list(ds.class_names),
+        "input": {"shape": list(ds.image_shape), "dtype": "uint8", "range": [0, 255],
+                  "layout": "RGB, channels last; scaled inside the model"},
+        "recipe": r.to_dict(),
+        "settings": {"seed": seed, "val_size": val_size,
+                     "calibration_size": calibration_size, "monitor": splits.monitor,
+                     "data": None if isinstance(data, CifarData) or data is None
+                     else str(Path(data).resolve())},
+        "dataset": {"source": ds.source, "fingerprint": ds.fingerprint,
+                    "num_train": len(splits.x_train), "num_val": int(val_size),
+                    "num_calibration": int(calibration_size), "num_test": len(ds.x_test)},
+        "environment": environment_info(),
+        "epochs_done": 0,
+    }
+
+
+def _resumable(path: str | os.PathLike[str]) -> tuple[RunDir, dict[str, Any]]:
+    """An unfinished run directory and its metadata.
+
+    Raises:
+        RunError: if it is missing, unreadable or already complete.
+    """
+    run = RunDir(Path(path))
+    meta = run.read_metadata()
+    if meta.get("status") == "complete":
+        raise RunError(f"{run.path} has already finished training ({meta['epochs_done']} "
+                       "epochs); start a new run instead of --resume.")
+    return run, meta
+
+
+def _fit(net: keras.Model, r: Recipe, run: RunDir, train_data: Any, splits: _Splits,
+         num_classes: int, steps: int, epochs_done: int, verbose: int,
+         callbacks: Sequence[keras.callbacks.Callback]) -> keras.callbacks.History:
+    """``model.fit`` from `epochs_done` on, with progress, checkpoints, CSV log, TensorBoard."""
+    validation = None
+    if splits.y_val is not None:
+        validation = (splits.x_val, keras.utils.to_categorical(splits.y_val, num_classes)
+                      if r.label_smoothing > 0 else splits.y_val)
+    _trim_history(run.history, epochs_done)
+    fit_callbacks = [
+        Progress(r.epochs, steps, min(len(splits.x_train), steps * r.batch_size),
+                 verbose=verbose),
+        EpochCheckpoint(run.checkpoints),
+        keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
+        EpochTensorBoard(str(run.tensorboard), write_graph=False),
+        *callbacks,
+    ]
+    if isinstance(train_data, tuple):  # plain arrays: let Keras batch and shuffle
+        inputs = {"x": train_data[0], "y": train_data[1], "batch_size": r.batch_size,
+                  "shuffle": True}
+    else:
+        inputs = {"x": train_data, "shuffle": False}  # the pipeline shuffles
+    return net.fit(**inputs, epochs=r.epochs, initial_epoch=epochs_done,
+                   validation_data=validation, validation_batch_size=max(r.batch_size, 256),
+                   callbacks=fit_callbacks, verbose=0)
+
+
+def _final_metrics(history: keras.callbacks.History, monitor: str) -> dict[str, float | None]:
+    last = {k: float(v[-1]) for k, v in history.history.items() if v}
+    prefix = {"validation": "val", "test": "test"}.get(monitor, "monitored")
+    return {
+        "train_loss": last.get("loss"),
+        "train_accuracy": last.get("accuracy"),
+        f"{prefix}_loss": last.get("val_loss"),
+        f"{prefix}_accuracy": last.get("val_accuracy"),
+        "images_per_sec": last.get("images_per_sec"),
+    }
+
+
+def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
+                   splits: _Splits, *, seed: int, verbose: int,
+                   callbacks: Sequence[keras.callbacks.Callback],
+                   ) -> tuple[keras.Model, keras.callbacks.History, float, int]:
+    """Build, initialise (or restore) and fit the network; save model.keras.
+
+    Returns the network, its history, the training seconds and the epochs done before.
+    """
+    keras.utils.set_random_seed(seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(r.precision)
+    try:
+        # Training time counts from here: model building, data-dependent initialisation,
+        # tracing and augmentation are all part of it.
+        t0 = time.perf_counter()
+        epochs_done = latest_epoch(run.checkpoints)
+        train_data = make_train_dataset(
+            splits.x_train, splits.y_train, r.batch_size, r.augmentation, seed=seed,
+            num_classes=ds.num_classes if r.label_smoothing > 0 else 0,
+            first_epoch=epochs_done, options=r.augmentation_options)
+        steps = (len(train_data) if isinstance(train_data, keras.utils.PyDataset)
+                 else int(np.ceil(len(splits.x_train) / r.batch_size)))
+        net = build_model(r, ds.num_classes, ds.image_shape, steps)
+        # Data-derived initialisation (e.g. patch whitening) uses 5,000 random training
+        # images (folder datasets come sorted by class); a checkpoint then overwrites it.
+        sample = np.random.default_rng(seed).permutation(len(splits.x_train))[:5000]
+        data_dependent_init(net, splits.x_train[np.sort(sample)])
+        if epochs_done:
+            restore(net, run.checkpoints, epochs_done)
+        try:
+            history = _fit(net, r, run, train_data, splits, ds.num_classes, steps,
+                           epochs_done, verbose, callbacks)
+        except KeyboardInterrupt:
+            meta["status"] = "interrupted"
+            run.write_metadata(meta)
+            print(f"\nInterrupted. Continue from the last finished epoch with:\n"
+                  f"  cifar-cnn train --resume {run.path}", file=sys.stderr)
+            raise
+        train_seconds = time.perf_counter() - t0
+        with atomic_path(run.model) as tmp:
+            net.save(tmp)
+        return net, history, train_seconds, epochs_done
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
 
 
 def train(
@@ -124,15 +268,12 @@ def train(
         checkpoints/ and tensorboard/.
 
     Example:
-        >>> run = cifar_cnn.train("baseline", epochs=10, data="../shared/datasets/cifar10")
+        >>> run = cifar_cnn.train("baseline", epochs=10, data="path/to/cifar10")
         ... # doctest: +SKIP
     """
+    # 1. What to train: a new run's recipe and settings, or a resumed run's own.
     if resume is not None:
-        run = RunDir(Path(resume))
-        meta = run.read_metadata()
-        if meta.get("status") == "complete":
-            raise RunError(f"{run.path} has already finished training ({meta['epochs_done']} "
-                           "epochs); start a new run instead of --resume.")
+        run, meta = _resumable(resume)
         settings = meta["settings"]
         r = Recipe.from_dict(meta["recipe"])
         val_size, seed = settings["val_size"], settings["seed"]
@@ -145,135 +286,40 @@ def train(
         r = r.replace(model=model, epochs=epochs, batch_size=batch_size,
                       learning_rate=learning_rate, precision=precision,
                       calibration_size=calibration_size)
-        run = None
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
 
+    # 2. The data, split into what is trained on, monitored and held out for calibration.
     ds = load_cifar10(data)
-    x_train, y_train = ds.x_train, ds.y_train
     if resume is None:
-        calibration_size = 0 if val_size else calibration_holdout(r, len(y_train),
+        calibration_size = 0 if val_size else calibration_holdout(r, len(ds.y_train),
                                                                   ds.num_classes)
-    # Held out from training: the validation split, else the calibration split. Either is
-    # where the temperature of calibrated probabilities is fitted after training.
-    x_hold = y_hold = None
-    if val_size or calibration_size:
-        x_train, y_train, x_hold, y_hold = split_validation(
-            x_train, y_train, val_size or calibration_size, seed=seed)
-    if val_size:
-        x_val, y_val = x_hold, y_hold
-        monitor = "validation"
-    elif monitor_test:
-        x_val, y_val = ds.x_test, ds.y_test
-        monitor = "test"
-    else:
-        x_val = y_val = None
-        monitor = "none"
+    splits = _split(ds, val_size, calibration_size, monitor_test, seed)
     if resume is not None and meta["dataset"]["fingerprint"] != ds.fingerprint:
         raise RunError(f"The data given differs from the data {run.path} was trained on "
                        "(dataset fingerprints differ); resume with the same --data.")
-
-    if run is None:
+    if resume is None:
         run = new_run_dir(runs_dir, name or r.name)
-        meta = {
-            "name": run.name,
-            "status": "running",
-            "class_names": list(ds.class_names),
-            "input": {"shape": list(ds.image_shape), "dtype": "uint8", "range": [0, 255],
-                      "layout": "RGB, channels last; scaled inside the model"},
-            "recipe": r.to_dict(),
-            "settings": {"seed": seed, "val_size": val_size,
-                         "calibration_size": calibration_size, "monitor": monitor,
-                         "data": None if isinstance(data, CifarData) or data is None
-                         else str(Path(data).resolve())},
-            "dataset": {"source": ds.source, "fingerprint": ds.fingerprint,
-                        "num_train": len(x_train), "num_val": int(val_size),
-                        "num_calibration": int(calibration_size),
-                        "num_test": len(ds.x_test)},
-            "environment": environment_info(),
-            "epochs_done": 0,
-        }
+        meta = _new_metadata(run, r, ds, splits, seed=seed, val_size=val_size,
+                             calibration_size=calibration_size, data=data)
         run.write_metadata(meta)
 
-    keras.utils.set_random_seed(seed)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(r.precision)
-    try:
-        # Training time counts from here: model building, data-dependent initialisation,
-        # tracing and augmentation are all part of it.
-        t0 = time.perf_counter()
-        epochs_done = _checkpoint_epoch(run.checkpoints)
-        one_hot = r.label_smoothing > 0
-        train_data = make_train_dataset(x_train, y_train, r.batch_size, r.augmentation,
-                                        seed=seed, num_classes=ds.num_classes if one_hot else 0,
-                                        first_epoch=epochs_done,
-                                        options=r.augmentation_options)
-        steps = (len(train_data) if isinstance(train_data, keras.utils.PyDataset)
-                 else int(np.ceil(len(x_train) / r.batch_size)))
-        net = build_model(r, ds.num_classes, ds.image_shape, steps)
-        # Data-derived initialisation (e.g. patch whitening) uses 5,000 random training
-        # images (folder datasets come sorted by class); on resume the checkpoint then
-        # overwrites it with the saved weights.
-        sample = np.random.default_rng(seed).permutation(len(x_train))[:5000]
-        data_dependent_init(net, x_train[np.sort(sample)])
-        validation = None
-        if y_val is not None:
-            validation = (x_val, keras.utils.to_categorical(y_val, ds.num_classes)
-                          if one_hot else y_val)
-        _trim_history(run.history, epochs_done)
-        backup = EpochBackupAndRestore(str(run.checkpoints), save_freq="epoch",
-                                       double_checkpoint=True, delete_checkpoint=False)
-        tensorboard = EpochTensorBoard(str(run.tensorboard), write_graph=False)
-        fit_callbacks = [
-            Progress(r.epochs, steps, min(len(x_train), steps * r.batch_size),
-                     verbose=int(verbose)),
-            backup,
-            keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
-            tensorboard,
-            *callbacks,
-        ]
-        fit_kwargs: dict[str, Any] = {}
-        if isinstance(train_data, tuple):  # plain arrays: let Keras batch and shuffle
-            fit_kwargs = {"x": train_data[0], "y": train_data[1], "batch_size": r.batch_size,
-                          "shuffle": True}
-        else:
-            fit_kwargs = {"x": train_data, "shuffle": False}  # the pipeline shuffles
-        try:
-            history = net.fit(**fit_kwargs, epochs=r.epochs,
-                              validation_data=validation,
-                              validation_batch_size=max(r.batch_size, 256),
-                              callbacks=fit_callbacks, verbose=0)
-        except KeyboardInterrupt:
-            meta["status"] = "interrupted"
-            run.write_metadata(meta)
-            print(f"\nInterrupted. Continue from the last finished epoch with:\n"
-                  f"  cifar-cnn train --resume {run.path}", file=sys.stderr)
-            raise
-        train_seconds = time.perf_counter() - t0
-        with atomic_path(run.model) as tmp:
-            net.save(tmp)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    # 3. Fit, from the last checkpoint on when resuming.
+    net, history, train_seconds, epochs_done = _build_and_fit(
+        r, run, meta, ds, splits, seed=seed, verbose=int(verbose), callbacks=callbacks)
 
-    if y_hold is not None:
-        calibration = calibrate(net, x_hold, y_hold, seed=seed,
+    # 4. Bookkeeping: calibration on the held-out images, final metadata.
+    if splits.y_hold is not None:
+        calibration = calibrate(net, splits.x_hold, splits.y_hold, seed=seed,
                                 fit_on="validation split" if val_size else "calibration split")
         write_json(run.calibration, calibration)
         meta["calibration"] = {k: v for k, v in calibration.items() if k != "seed"}
-    last = {k: float(v[-1]) for k, v in history.history.items() if v}
-    prefix = {"validation": "val", "test": "test"}.get(monitor, "monitored")
     meta.update(
         status="complete",
         epochs_done=r.epochs,
         train_seconds=round(train_seconds, 3),  # this process's fit time
         resumed_from_epoch=epochs_done or None,
-        final_metrics={
-            "train_loss": last.get("loss"),
-            "train_accuracy": last.get("accuracy"),
-            f"{prefix}_loss": last.get("val_loss"),
-            f"{prefix}_accuracy": last.get("val_accuracy"),
-            "images_per_sec": last.get("images_per_sec"),
-        },
+        final_metrics=_final_metrics(history, splits.monitor),
     )
     run.write_metadata(meta)
     return run
