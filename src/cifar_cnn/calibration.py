@@ -26,7 +26,9 @@ _LOG_T_BOUNDS = (-5.0, 5.0)
 def validate_probs_and_labels(probs: Any, y_true: Any) -> tuple[np.ndarray, np.ndarray]:
     """Check and convert a (probabilities, labels) pair.
 
-    Shared by the evaluation modules so every function rejects bad input the same way.
+    The one check of this pair: public entry points (`expected_calibration_error`,
+    `cifar_cnn.evaluation.metrics.classification_metrics`, `cifar_cnn.evaluate`, ...) call it
+    once; what they call next is passed ``check_input=False`` and trusts the arrays.
 
     Args:
         probs: class probabilities, shape ``(N, C)``.
@@ -88,10 +90,10 @@ def _check_n_bins(n_bins: int) -> int:
 
 
 def _bin_stats(
-    probs: Any, y_true: Any, n_bins: int
+    probs: Any, y_true: Any, n_bins: int, check_input: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(edges, correct_sum, confidence_sum, count)`` per equal-width bin on (0, 1]."""
-    p, y = validate_probs_and_labels(probs, y_true)
+    p, y = validate_probs_and_labels(probs, y_true) if check_input else (probs, y_true)
     n_bins = _check_n_bins(n_bins)
     confidence = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
@@ -105,7 +107,13 @@ def _bin_stats(
     return edges, correct_sum, confidence_sum, count
 
 
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
+def _ece(correct_sum: np.ndarray, confidence_sum: np.ndarray, count: np.ndarray) -> float:
+    return float(np.abs(correct_sum - confidence_sum).sum() / count.sum())
+
+
+def expected_calibration_error(
+    probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15, *, check_input: bool = True
+) -> float:
     """Expected calibration error of the top-1 prediction.
 
     Confidences (the max probability of each row) are grouped into ``n_bins`` equal-width bins
@@ -115,28 +123,33 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
         probs: class probabilities, shape ``(N, C)``.
         y_true: integer labels, shape ``(N,)``.
         n_bins: number of confidence bins.
+        check_input: False skips `validate_probs_and_labels`, for callers that ran it.
 
     Returns:
         The ECE as a float in ``[0, 1]``.
     """
-    _, correct_sum, confidence_sum, count = _bin_stats(probs, y_true, n_bins)
-    return float(np.abs(correct_sum - confidence_sum).sum() / count.sum())
+    _, correct_sum, confidence_sum, count = _bin_stats(probs, y_true, n_bins, check_input)
+    return _ece(correct_sum, confidence_sum, count)
 
 
-def reliability_bins(probs: Any, y_true: Any, n_bins: int = 15) -> dict[str, list]:
+def reliability_bins(
+    probs: Any, y_true: Any, n_bins: int = 15, *, check_input: bool = True
+) -> dict[str, Any]:
     """Per-bin accuracy and mean confidence, the data behind a reliability diagram.
 
     Args:
         probs: class probabilities, shape ``(N, C)``.
         y_true: integer labels, shape ``(N,)``.
         n_bins: number of equal-width confidence bins on (0, 1].
+        check_input: False skips `validate_probs_and_labels`, for callers that ran it.
 
     Returns:
         A JSON-serialisable dict with lists ``bin_edges`` (``n_bins + 1`` floats),
         ``accuracy``, ``confidence`` (``n_bins`` floats, ``None`` for empty bins) and
-        ``count`` (``n_bins`` ints).
+        ``count`` (``n_bins`` ints), and ``ece``: the `expected_calibration_error` of these
+        bins (the same float).
     """
-    edges, correct_sum, confidence_sum, count = _bin_stats(probs, y_true, n_bins)
+    edges, correct_sum, confidence_sum, count = _bin_stats(probs, y_true, n_bins, check_input)
     accuracy: list[float | None] = []
     confidence: list[float | None] = []
     for c_sum, conf_sum, n in zip(correct_sum, confidence_sum, count, strict=True):
@@ -147,6 +160,7 @@ def reliability_bins(probs: Any, y_true: Any, n_bins: int = 15) -> dict[str, lis
         "accuracy": accuracy,
         "confidence": confidence,
         "count": [int(n) for n in count],
+        "ece": _ece(correct_sum, confidence_sum, count),
     }
 
 
@@ -154,7 +168,7 @@ def _log_probs(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(probs, PROB_FLOOR, None))
 
 
-def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray, *, check_input: bool = True) -> float:
     """Fit the temperature that minimises the negative log-likelihood of the labels.
 
     Uses ``log(probs)`` as logits (softmax is shift-invariant, so this recovers the logits up to
@@ -164,11 +178,12 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
     Args:
         probs: class probabilities, shape ``(N, C)``.
         y_true: integer labels, shape ``(N,)``.
+        check_input: False skips `validate_probs_and_labels`, for callers that ran it.
 
     Returns:
         The temperature ``T > 0``; ``T > 1`` softens over-confident predictions.
     """
-    p, y = validate_probs_and_labels(probs, y_true)
+    p, y = validate_probs_and_labels(probs, y_true) if check_input else (probs, y_true)
     logits = _log_probs(p)
     true_logit = logits[np.arange(len(y)), y]
 
@@ -180,12 +195,16 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+def apply_temperature(
+    probs: np.ndarray, temperature: float, *, check_input: bool = True
+) -> np.ndarray:
     """Rescale probabilities with a temperature: ``softmax(log(probs) / T)``.
 
     Args:
         probs: class probabilities, shape ``(N, C)``.
         temperature: ``T > 0``, e.g. from :func:`fit_temperature`.
+        check_input: False skips the checks of ``probs`` (not of ``T``), for callers that
+            ran `validate_probs_and_labels`.
 
     Returns:
         float64 array of shape ``(N, C)`` whose rows sum to 1.
@@ -203,10 +222,10 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     if not np.isfinite(t) or t <= 0:
         raise ValueError(f"temperature must be a finite positive number; received {temperature!r}.")
     p = np.asarray(probs)
-    if p.ndim != 2 or p.shape[1] < 1:
+    if check_input and (p.ndim != 2 or p.shape[1] < 1):
         raise ValueError(f"probs must be a 2-D array of shape (N, C); received shape {p.shape}.")
     p = p.astype(np.float64)
-    if not np.all(np.isfinite(p)) or np.any(p < 0):
+    if check_input and (not np.all(np.isfinite(p)) or np.any(p < 0)):
         raise ValueError("probs must be finite and non-negative.")
     scaled = _log_probs(p) / t
     scaled -= scaled.max(axis=1, keepdims=True)
@@ -229,12 +248,14 @@ def fit_calibration(probs_by_tta: dict[str | None, np.ndarray], y_true: np.ndarr
     """
     out = {}
     for mode, probs in probs_by_tta.items():
-        t = fit_temperature(probs, y_true)
+        p, y = validate_probs_and_labels(probs, y_true)
+        t = fit_temperature(p, y, check_input=False)
+        calibrated = apply_temperature(p, t, check_input=False)
         out[tta_key(mode)] = {
             "temperature": t,
-            "ece_raw": expected_calibration_error(probs, y_true, n_bins),
-            "ece_calibrated": expected_calibration_error(apply_temperature(probs, t), y_true,
-                                                         n_bins),
+            "ece_raw": expected_calibration_error(p, y, n_bins, check_input=False),
+            "ece_calibrated": expected_calibration_error(calibrated, y, n_bins,
+                                                         check_input=False),
         }
     return out
 

@@ -83,6 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_cnn.evaluation import evaluate
     from cifar_cnn.evaluation.metrics import format_metrics_table
+    from cifar_cnn.runs import RunDir
 
     metrics = evaluate(args.run, data=args.data, split=args.split, tta=args.tta,
                        report=not args.no_report)
@@ -91,7 +92,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_metrics_table(metrics))
         if not args.no_report:
-            print(f"\nReport: {Path(args.run) / 'report' / 'report.html'}")
+            print(f"\nReport: {RunDir(Path(args.run)).report_html}")
     return 0
 
 
@@ -130,20 +131,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from cifar_cnn.evaluation.compare import compare_runs
-    from cifar_cnn.evaluation.plots import read_history_csv
-    from cifar_cnn.files import read_json
     from cifar_cnn.runs import RunDir
 
     runs = []
     for path in args.runs:
         rd = RunDir(Path(path))
         rd.read_metadata()  # a clear error for a folder that is not a run
-        metrics_file = rd.report / "metrics.json"
-        runs.append({
-            "name": rd.name,
-            "history": read_history_csv(rd.history) if rd.history.is_file() else {},
-            "metrics": read_json(metrics_file) if metrics_file.is_file() else {},
-        })
+        runs.append({"name": rd.name, "history": rd.read_history(), "metrics": rd.read_metrics()})
     table, png = compare_runs(runs, args.out)
     print(table)
     if png is not None:

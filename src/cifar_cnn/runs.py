@@ -6,13 +6,22 @@
       model.keras      the trained model; takes raw RGB pixels (0..255)
       metadata.json    class names, input spec, recipe, seed, data fingerprint, versions, metrics
       history.csv      one row per epoch
+      calibration.json a temperature per test-time augmentation mode
       checkpoints/     what --resume needs (weights + optimiser state + epoch)
       tensorboard/     event files
       report/          written by `cifar-cnn evaluate`
+        metrics.json   the metrics, as `cifar_cnn.evaluate` returns them
+        report.html    one self-contained page: metrics, plots and run facts
+        *.png          the plots the page shows
+
+The names are the constants below; code elsewhere uses them (or the `RunDir` properties),
+never literals.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import platform
 import re
@@ -27,6 +36,12 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 HISTORY_FILE = "history.csv"
 CALIBRATION_FILE = "calibration.json"
+CHECKPOINTS_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+REPORT_DIR = "report"
+# Inside REPORT_DIR:
+METRICS_FILE = "metrics.json"
+REPORT_HTML_FILE = "report.html"
 
 
 @dataclass(frozen=True)
@@ -49,15 +64,25 @@ class RunDir:
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS_DIR
 
     @property
     def tensorboard(self) -> Path:
-        return self.path / "tensorboard"
+        return self.path / TENSORBOARD_DIR
 
     @property
     def report(self) -> Path:
-        return self.path / "report"
+        return self.path / REPORT_DIR
+
+    @property
+    def metrics(self) -> Path:
+        """``report/metrics.json``, written by `cifar_cnn.evaluate`."""
+        return self.report / METRICS_FILE
+
+    @property
+    def report_html(self) -> Path:
+        """``report/report.html``, written by `cifar_cnn.evaluate`."""
+        return self.report / REPORT_HTML_FILE
 
     @property
     def calibration(self) -> Path:
@@ -83,6 +108,62 @@ class RunDir:
 
     def write_metadata(self, metadata: dict[str, Any]) -> None:
         write_json(self.metadata, metadata)
+
+    def read_history(self) -> dict[str, list[float]]:
+        """The run's history.csv as columns (see `read_history_csv`); ``{}`` if the run has
+        none.
+
+        Raises:
+            RunError: if the file exists but cannot be read or has no data rows yet (a run
+                stopped before its first epoch ended).
+        """
+        return read_history_csv(self.history) if self.history.is_file() else {}
+
+    def read_metrics(self) -> dict[str, Any]:
+        """The metrics of the last `cifar-cnn evaluate` (report/metrics.json); ``{}`` if the
+        run has not been evaluated."""
+        return read_json(self.metrics) if self.metrics.is_file() else {}
+
+
+def read_history_csv(path: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """Read a Keras ``CSVLogger`` file into a dict of float columns.
+
+    Cells that are empty or not numbers become NaN, so a partly written row does not break
+    plotting.
+
+    Args:
+        path: the ``history.csv`` file.
+
+    Returns:
+        ``{column name: list of floats}`` in file order, e.g. ``{"epoch": [0.0, 1.0], ...}``.
+
+    Raises:
+        RunError: naming the file if it cannot be read, has no header or has no data rows.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            rows = [row for row in reader if row and any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise RunError(f"could not read training history {path}: {err}") from err
+    if not rows:
+        raise RunError(f"training history {path} is empty; expected a CSV header and rows.")
+    header = [name.strip() for name in rows[0]]
+    if len(rows) < 2:
+        raise RunError(
+            f"training history {path} has a header ({', '.join(header)}) but no data rows."
+        )
+    columns: dict[str, list[float]] = {name: [] for name in header}
+    for row in rows[1:]:
+        for i, name in enumerate(header):
+            cell = row[i].strip() if i < len(row) else ""
+            try:
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+            columns[name].append(value)
+    return columns
 
 
 def open_run(path: str | os.PathLike[str]) -> RunDir:

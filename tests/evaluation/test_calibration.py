@@ -8,8 +8,10 @@ import pytest
 from cifar_cnn.calibration import (
     apply_temperature,
     expected_calibration_error,
+    fit_calibration,
     fit_temperature,
     reliability_bins,
+    validate_probs_and_labels,
 )
 
 
@@ -116,3 +118,35 @@ def test_input_validation() -> None:
         reliability_bins(-PROBS, Y)
     with pytest.raises(ValueError, match="integer"):
         fit_temperature(PROBS, np.array([0.5, 1.0, 0.0, 2.0]))
+
+
+def test_reliability_bins_carry_the_ece() -> None:
+    for n_bins in (2, 4, 15):
+        bins = reliability_bins(PROBS, Y, n_bins=n_bins)
+        assert bins["ece"] == expected_calibration_error(PROBS, Y, n_bins=n_bins)
+    assert reliability_bins(PROBS, Y, n_bins=2)["ece"] == pytest.approx(0.1875)
+
+
+def test_trusted_input_skips_only_the_array_checks() -> None:
+    p, y = validate_probs_and_labels(PROBS, Y)
+    assert expected_calibration_error(p, y, 2, check_input=False) == pytest.approx(0.1875)
+    assert fit_temperature(p, y, check_input=False) == fit_temperature(PROBS, Y)
+    np.testing.assert_array_equal(apply_temperature(p, 2.0, check_input=False),
+                                  apply_temperature(PROBS, 2.0))
+    # The scalar arguments are still checked.
+    with pytest.raises(ValueError, match="n_bins"):
+        reliability_bins(p, y, n_bins=0, check_input=False)
+    with pytest.raises(ValueError, match="temperature"):
+        apply_temperature(p, -1.0, check_input=False)
+
+
+def test_fit_calibration_matches_the_single_functions() -> None:
+    out = fit_calibration({None: PROBS, "flip": PROBS ** 2 / (PROBS ** 2).sum(1, keepdims=True)},
+                          Y, n_bins=4)
+    assert list(out) == ["none", "flip"]
+    t = fit_temperature(PROBS, Y)
+    assert out["none"] == {
+        "temperature": t,
+        "ece_raw": expected_calibration_error(PROBS, Y, 4),
+        "ece_calibrated": expected_calibration_error(apply_temperature(PROBS, t), Y, 4),
+    }

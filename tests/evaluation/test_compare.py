@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cifar_cnn.evaluation.compare import compare_runs
+from cifar_cnn.evaluation.compare import compare_runs, plot_comparison
 
 
 def make_runs(history: dict) -> list[dict]:
@@ -54,6 +54,27 @@ def test_overlay_png(tmp_path: Path, history: dict) -> None:
         assert image.format == "PNG"
         width, height = image.size
     assert 600 < width < 4000 and 200 < height < 3000
+
+
+def test_overlay_draws_each_run_with_history(history: dict) -> None:
+    fig = plot_comparison(make_runs(history))
+    loss_ax, acc_ax = fig.axes
+    assert [loss_ax.get_title(), acc_ax.get_title()] == ["Loss", "Accuracy"]
+    # Two runs have a history: a training and a held-out line each, in the run's colour.
+    for ax in (loss_ax, acc_ax):
+        lines = ax.get_lines()
+        assert [line.get_linestyle() for line in lines] == ["-", "--", "-", "--"]
+        assert [len(line.get_xdata()) for line in lines] == [12, 12, 5, 5]
+        assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert legend == ["baseline", "wide", "train", "held-out (val or test)"]
+
+
+def test_overlay_without_history_says_so() -> None:
+    fig = plot_comparison([{"name": "a"}])
+    for ax in fig.axes:
+        assert ax.get_lines() == []
+        assert ax.texts[0].get_text().startswith("no ")
 
 
 def test_runs_without_any_history_or_metrics(tmp_path: Path) -> None:

@@ -42,3 +42,25 @@ def test_incomplete_run_is_explained(tmp_path: Path) -> None:
     (tmp_path / "metadata.json").write_text(json.dumps({"status": "interrupted"}))
     with pytest.raises(RunError, match="--resume"):
         cifar_cnn.evaluate(tmp_path)
+
+
+def test_predictions_are_checked_once(trained_run: Path, tiny_data, monkeypatch) -> None:
+    """evaluate checks the predictions at its door; metrics, calibration and report trust them."""
+    from cifar_cnn import calibration
+    from cifar_cnn.evaluation import evaluator, metrics, report
+
+    calls = []
+    real = calibration.validate_probs_and_labels
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    for module in (calibration, evaluator, metrics, report):
+        monkeypatch.setattr(module, "validate_probs_and_labels", counting)
+    result = cifar_cnn.evaluate(trained_run, data=tiny_data, tta=False)
+    assert len(calls) == 1
+    page = (trained_run / "report/report.html").read_text()
+    assert f"{result['ece_calibrated']:.4f}" in page and f"{result['temperature']:.3f}" in page
+    saved = json.loads((trained_run / "report/metrics.json").read_text())
+    assert saved == json.loads(json.dumps(result))

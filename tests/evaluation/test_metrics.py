@@ -8,7 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from cifar_cnn.evaluation.metrics import classification_metrics, format_metrics_table
+from cifar_cnn.calibration import validate_probs_and_labels
+from cifar_cnn.evaluation.metrics import (
+    check_class_names,
+    classification_metrics,
+    format_metrics_table,
+    format_number,
+    format_percent,
+)
 
 NAMES = ["ant", "bee", "cow"]
 # 8 samples, 3 classes. Predictions (argmax) vs truth:
@@ -148,3 +155,45 @@ def test_format_metrics_table_tolerates_partial_dicts() -> None:
     table = format_metrics_table({"accuracy": 0.5})
     assert "50.00%" in table
     assert "temperature" not in table
+
+
+def test_class_names_that_look_like_report_rows() -> None:
+    # sklearn's classification_report has rows "accuracy", "macro avg" and "weighted avg";
+    # classes with those names keep their own figures.
+    names = ["accuracy", "macro avg", "weighted avg"]
+    metrics = classification_metrics(Y_TRUE, hand_probs(Y_PRED), names)
+    assert list(metrics["per_class"]) == names
+    assert metrics["per_class"]["accuracy"]["recall"] == pytest.approx(2 / 3)  # was "ant"
+    assert metrics["per_class"]["macro avg"]["support"] == 3
+    assert metrics["macro"]["f1"] == pytest.approx((2 / 3 + 6 / 7 + 2 / 3) / 3)
+
+
+def test_trusted_input_gives_the_same_metrics(metrics: dict) -> None:
+    p, y = validate_probs_and_labels(hand_probs(Y_PRED), Y_TRUE)
+    assert classification_metrics(y, p, NAMES, check_input=False) == metrics
+
+
+def test_check_class_names() -> None:
+    assert check_class_names(("a", 2), 2) == ["a", "2"]
+    with pytest.raises(ValueError, match="not a single string"):
+        check_class_names("ab", 2)
+    with pytest.raises(ValueError, match=r"duplicates \['a'\]"):
+        check_class_names(["a", "a"], 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "percent", "number"),
+    [
+        (0.7152, "71.52%", "0.7152"),
+        (1, "100.00%", "1.0000"),
+        (None, "-", "-"),
+        (float("nan"), "-", "-"),
+        (True, "-", "-"),  # a flag is not a number
+        ("0.5", "50.00%", "0.5000"),
+    ],
+)
+def test_formatters(value, percent: str, number: str) -> None:
+    assert format_percent(value) == percent
+    assert format_number(value) == number
+    assert format_percent(None, missing="") == "" and format_number(None, missing="—") == "—"
+    assert format_number(1234, ",.0f") == "1,234"

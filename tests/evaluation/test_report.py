@@ -6,8 +6,10 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from cifar_cnn import calibration
 from cifar_cnn.evaluation import report as report_module
 from cifar_cnn.evaluation.metrics import classification_metrics
 from cifar_cnn.evaluation.report import write_report
@@ -48,7 +50,6 @@ def written(tmp_path_factory: pytest.TempPathFactory, make_data):
         probs=data.probs,
         class_names=data.class_names,
         history=history,
-        temperature=1.4,
         title="Run <b>&amp;</b> co",
         info={"run name": "baseline", "model": "<script>alert(1)</script>", "TTA used": True},
     )
@@ -94,6 +95,7 @@ def test_html_headline_and_content(written) -> None:
     for name in metrics["class_names"]:
         assert f"<td>{name}</td>" in page
     assert "0.0321" in page and "1.400" in page  # calibrated ECE and temperature cards
+    assert "ECE after temperature scaling" in page
     assert "baseline" in page and "yes" in page  # info table
 
 
@@ -175,7 +177,66 @@ def test_rejects_bad_input(tmp_path: Path, make_data) -> None:
         write_report(
             tmp_path / "r", metrics=build_metrics(data), **{**kwargs, "images": data.images[:5]}
         )
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        write_report(
+            tmp_path / "r",
+            metrics=build_metrics(data),
+            **{**kwargs, "images": data.images[..., :2]},
+        )
+    with pytest.raises(ValueError, match="expected 3 names, received 2"):
+        write_report(
+            tmp_path / "r", metrics=build_metrics(data), **{**kwargs, "class_names": ["a", "b"]}
+        )
+    with pytest.raises(ValueError, match="same number of rows"):
+        write_report(
+            tmp_path / "r", metrics=build_metrics(data), **{**kwargs, "y_true": data.y_true[:5]}
+        )
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         write_report(tmp_path / "file", metrics=build_metrics(data), **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_inputs_are_checked_once(tmp_path: Path, make_data, monkeypatch) -> None:
+    """write_report checks its arrays at the door; the plots and metrics inside trust them."""
+    data = make_data(n=16, num_classes=4, seed=6)
+    calls = []
+    real = calibration.validate_probs_and_labels
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    for module in (calibration, report_module):
+        monkeypatch.setattr(module, "validate_probs_and_labels", counting)
+    metrics = build_metrics(data)
+    write_report(tmp_path / "report", metrics=metrics, images=data.images, y_true=data.y_true,
+                 probs=data.probs, class_names=data.class_names)
+    assert len(calls) == 1
+    write_report(tmp_path / "report", metrics=metrics, images=data.images,
+                 y_true=data.y_true.astype(np.int64), probs=data.probs.astype(np.float64),
+                 class_names=data.class_names, check_input=False)
+    assert len(calls) == 1
+
+
+def test_float_images_are_shown_as_uint8(tmp_path: Path, make_data) -> None:
+    data = make_data(n=12, num_classes=3, seed=7)
+    out = write_report(tmp_path / "report", metrics=build_metrics(data),
+                       images=data.images / 255.0, y_true=data.y_true, probs=data.probs,
+                       class_names=data.class_names)
+    assert (out / "confident_mistakes.png").stat().st_size > 1000
+
+
+def test_metrics_json_is_utf8_and_finite(tmp_path: Path, make_data) -> None:
+    data = make_data(n=12, num_classes=3, seed=8)
+    names = ["chat", "chien", "éléphant"]
+    metrics = classification_metrics(data.y_true, data.probs, names)
+    metrics.update(temperature=float("nan"), step=np.int64(3))
+    out = write_report(tmp_path / "report", metrics=metrics, images=data.images,
+                       y_true=data.y_true, probs=data.probs, class_names=names)
+    text = (out / "metrics.json").read_text(encoding="utf-8")
+    assert '"éléphant"' in text  # not escaped
+    saved = json.loads(text)
+    assert saved["temperature"] is None and saved["step"] == 3
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "temperature</div>" not in page  # no card for a missing temperature

@@ -83,6 +83,7 @@ def test_report_renders_in_chromium(tmp_path: Path, make_data) -> None:
     browser = find_browser()
     data = make_data(n=40)
     metrics = classification_metrics(data.y_true, data.probs, data.class_names)
+    metrics["temperature"] = 1.3
     history = {"epoch": [0.0, 1.0], "loss": [1.5, 1.1], "accuracy": [0.4, 0.6]}
     report_dir = write_report(
         tmp_path / "report",
@@ -92,7 +93,6 @@ def test_report_renders_in_chromium(tmp_path: Path, make_data) -> None:
         probs=data.probs,
         class_names=data.class_names,
         history=history,
-        temperature=1.3,
         info={"run": "browser-check"},
     )
     page = (report_dir / "report.html").read_text(encoding="utf-8")

@@ -6,35 +6,31 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: choose the backend before pyplot is imported
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
-from cifar_cnn.evaluation.metrics import finite_or_none
+from cifar_cnn.evaluation.metrics import finite_or_none, format_number, format_percent
 from cifar_cnn.evaluation.plots import (
-    _column,
-    _no_data,
-    _save,
-    _xy,
     accuracy_key,
+    draw_no_data,
+    history_column,
     history_epochs,
+    history_series,
+    save_figure,
 )
 
 COLUMNS = ("run", "epochs", "train acc", "held-out acc", "test acc", "macro F1", "ECE")
 
 
 def _last_finite(history: Mapping[str, Sequence[float]], key: str | None) -> float | None:
-    col = _column(history, key) if key else None
+    col = history_column(history, key)
     if col is None:
         return None
     finite = col[np.isfinite(col)]
     return float(finite[-1]) if finite.size else None
-
 
 
 def _summary(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,17 +50,20 @@ def _summary(run: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.2f}%"
+def plot_comparison(runs: Sequence[Mapping[str, Any]]) -> Figure:
+    """Overlay the runs' training curves: loss and accuracy, one colour per run, training
+    solid and held-out dashed.
 
+    Args:
+        runs: mappings with ``name`` and ``history`` as for `compare_runs`.
 
-def _dec(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
-
-
-def _plot_overlay(runs: Sequence[Mapping[str, Any]], names: list[str], out_path: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
-    colors = plt.get_cmap("tab10").colors
+    Returns:
+        The figure: a "Loss" and an "Accuracy" axes; the legend names each run that has a
+        history, then the two line styles.
+    """
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    colors = colormaps["tab10"].colors
     panels = (("Loss", "loss", False), ("Accuracy", None, True))
     for ax, (title, key, is_acc) in zip(axes, panels, strict=True):
         drew = False
@@ -72,22 +71,21 @@ def _plot_overlay(runs: Sequence[Mapping[str, Any]], names: list[str], out_path:
             history: Mapping[str, Sequence[float]] = run.get("history") or {}
             if not history:
                 continue
-            epochs = history_epochs(history)
             train_key = accuracy_key(history) if is_acc else key
             val_key = f"val_{train_key}" if train_key else None
             color = colors[i % len(colors)]
             for col_key, style in ((train_key, "-"), (val_key, "--")):
-                col = _column(history, col_key) if col_key else None
-                if col is None:
+                series = history_series(history, col_key)
+                if series is None:
                     continue
-                x, y = _xy(epochs, col)
+                x, y = series
                 ax.plot(x, y, linestyle=style, color=color, linewidth=1.7)
                 drew = True
         ax.set_title(title, fontsize=12, fontweight="bold")
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy" if is_acc else "loss")
         if not drew:
-            _no_data(ax, f"no {title.lower()} history in any run")
+            draw_no_data(ax, f"no {title.lower()} history in any run")
             continue
         if is_acc:
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
@@ -95,8 +93,8 @@ def _plot_overlay(runs: Sequence[Mapping[str, Any]], names: list[str], out_path:
         ax.grid(True, alpha=0.3)
     # Only runs that drew something get a legend entry.
     handles = [
-        Line2D([], [], color=colors[i % len(colors)], linewidth=2.5, label=name)
-        for i, (run, name) in enumerate(zip(runs, names, strict=True))
+        Line2D([], [], color=colors[i % len(colors)], linewidth=2.5, label=str(run["name"]))
+        for i, run in enumerate(runs)
         if run.get("history")
     ]
     handles += [
@@ -111,7 +109,7 @@ def _plot_overlay(runs: Sequence[Mapping[str, Any]], names: list[str], out_path:
         fontsize=9,
     )
     fig.suptitle("Run comparison", fontsize=14, fontweight="bold")
-    return _save(fig, out_path)
+    return fig
 
 
 def compare_runs(
@@ -121,7 +119,7 @@ def compare_runs(
 
     Args:
         runs: one mapping per run with ``name`` (str), ``history`` (columns as from
-            ``plots.read_history_csv``, may be empty) and ``metrics`` (``metrics.json``
+            `cifar_cnn.runs.RunDir.read_history`, may be empty) and ``metrics`` (``metrics.json``
             content, may be empty or partial).
         out_path: if given, where to write the overlay PNG (loss and accuracy; one colour per
             run, training solid, validation dashed).
@@ -148,18 +146,18 @@ def compare_runs(
 
     rows = []
     for s in summaries:
-        test = _pct(s["test_acc"])
+        test = format_percent(s["test_acc"], missing="")
         if test:  # a trailing marker column keeps the percentages aligned
             test += " *" if s["test_acc"] == best else "  "
         rows.append(
             [
                 s["name"],
                 "" if s["epochs"] is None else str(s["epochs"]),
-                _pct(s["train_acc"]),
-                _pct(s["val_acc"]),
+                format_percent(s["train_acc"], missing=""),
+                format_percent(s["val_acc"], missing=""),
                 test,
-                _dec(s["macro_f1"]),
-                _dec(s["ece"]),
+                format_number(s["macro_f1"], missing=""),
+                format_number(s["ece"], missing=""),
             ]
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(COLUMNS)]
@@ -177,5 +175,5 @@ def compare_runs(
 
     path = None
     if out_path is not None:
-        path = _plot_overlay(runs, [s["name"] for s in summaries], Path(out_path))
+        path = save_figure(plot_comparison(runs), out_path)
     return table, path

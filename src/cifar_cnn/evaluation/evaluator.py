@@ -15,11 +15,11 @@ from cifar_cnn.calibration import (
     expected_calibration_error,
     fit_temperature,
     tta_key,
+    validate_probs_and_labels,
 )
 from cifar_cnn.data import CifarData, load_cifar10, split_validation
 from cifar_cnn.errors import DataError, RunError
-from cifar_cnn.evaluation.metrics import classification_metrics
-from cifar_cnn.evaluation.plots import read_history_csv
+from cifar_cnn.evaluation.metrics import check_class_names, classification_metrics
 from cifar_cnn.evaluation.report import write_report
 from cifar_cnn.files import read_json, write_json
 from cifar_cnn.predict.classifier import Classifier
@@ -88,8 +88,10 @@ def evaluate(
         )
     use_tta = tta_mode(tta, clf.tta)
     x, y = _split(ds, meta, split)
-    probs = predict_probs(clf.model, x, tta=use_tta)
-    metrics = classification_metrics(y, probs, clf.class_names)
+    # The one check of the predictions and names; everything below is told to trust them.
+    probs, y = validate_probs_and_labels(predict_probs(clf.model, x, tta=use_tta), y)
+    class_names = check_class_names(clf.class_names, probs.shape[1])
+    metrics = classification_metrics(y, probs, class_names, check_input=False)
 
     has_val = bool(meta.get("settings", {}).get("val_size"))
     if tta_key(use_tta) in clf.temperatures:  # fitted after training on held-out images
@@ -103,16 +105,16 @@ def evaluate(
         write_json(rd.calibration, {"temperature": temperature, "fit_on": source,
                                     "num_images": len(val_y), "tta": use_tta})
     else:
-        temperature = fit_temperature(probs, y)
+        temperature = fit_temperature(probs, y, check_input=False)
         source = f"{split} (no held-out split in this run: optimistic, not saved)"
-    calibrated = apply_temperature(probs, temperature)
+    calibrated = apply_temperature(probs, temperature, check_input=False)
     metrics.update(
         split=split,
         tta=use_tta,
         temperature=float(temperature),
         temperature_fit_on=source,
-        ece_calibrated=float(expected_calibration_error(calibrated, y)),
-        log_loss_calibrated=float(log_loss(y, calibrated, labels=range(len(clf.class_names)))),
+        ece_calibrated=float(expected_calibration_error(calibrated, y, check_input=False)),
+        log_loss_calibrated=float(log_loss(y, calibrated, labels=range(len(class_names)))),
         run=rd.name,
         model=meta.get("recipe", {}).get("model"),
         recipe=meta.get("recipe", {}).get("name"),
@@ -121,9 +123,9 @@ def evaluate(
     metrics["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
     if report:
         try:
-            history = read_history_csv(rd.history) if rd.history.is_file() else None
-        except ValueError:  # a run stopped before its first epoch ended has no rows yet
-            history = None
+            history = rd.read_history()
+        except RunError:  # a run stopped before its first epoch ended has no rows yet
+            history = {}
         info = {
             "run": str(rd.path),
             "model": metrics["model"],
@@ -144,11 +146,11 @@ def evaluate(
             images=x,
             y_true=y,
             probs=probs,
-            class_names=clf.class_names,
+            class_names=class_names,
             history=history,
             history_label="validation" if has_val else "test",
-            temperature=temperature,
             title=f"cifar-cnn evaluation: {rd.name}",
             info=info,
+            check_input=False,
         )
     return metrics

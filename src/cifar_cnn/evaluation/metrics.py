@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
+    classification_report,
     confusion_matrix,
     log_loss,
-    precision_recall_fscore_support,
     top_k_accuracy_score,
 )
 
@@ -24,15 +24,22 @@ from cifar_cnn.calibration import expected_calibration_error, validate_probs_and
 
 # Probabilities are clipped to [LOG_LOSS_EPS, 1] and renormalised before the log-loss.
 LOG_LOSS_EPS = 1e-15
+_PRF = ("precision", "recall", "f1")  # metrics.json's names for sklearn's columns
+_SKLEARN_PRF = ("precision", "recall", "f1-score")
 
 
-def _check_class_names(class_names: Sequence[str], num_classes: int) -> list[str]:
+def check_class_names(class_names: Sequence[str], num_classes: int) -> list[str]:
+    """``class_names`` as a list of ``num_classes`` unique strings.
+
+    Raises:
+        ValueError: for a single string, a wrong number of names or duplicates.
+    """
     if isinstance(class_names, str):
         raise ValueError("class_names must be a sequence of strings, not a single string.")
     names = [str(name) for name in class_names]
     if len(names) != num_classes:
         raise ValueError(
-            f"class_names must have one name per probs column: expected {num_classes} names, "
+            f"class_names must have one name per class: expected {num_classes} names, "
             f"received {len(names)}."
         )
     if len(set(names)) != len(names):
@@ -41,18 +48,13 @@ def _check_class_names(class_names: Sequence[str], num_classes: int) -> list[str
     return names
 
 
-def _prf(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int], average: str | None):
-    return precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=average, zero_division=0
-    )
-
-
 def classification_metrics(
     y_true: np.ndarray,
     probs: np.ndarray,
     class_names: Sequence[str],
     *,
     n_bins: int = 15,
+    check_input: bool = True,
 ) -> dict:
     """Compute the standard evaluation metrics from labels and class probabilities.
 
@@ -62,6 +64,8 @@ def classification_metrics(
             approximately 1.
         class_names: ``C`` unique names, in column order.
         n_bins: number of confidence bins for the expected calibration error.
+        check_input: False skips checking the inputs, for a caller that ran
+            `cifar_cnn.calibration.validate_probs_and_labels` and `check_class_names`.
 
     Returns:
         A dict of plain Python values with keys ``num_images``, ``accuracy``,
@@ -74,11 +78,14 @@ def classification_metrics(
         ValueError: on inconsistent shapes, labels out of range, fewer than 2 classes or a
             wrong number of class names.
     """
-    p, y = validate_probs_and_labels(probs, y_true)
+    if check_input:
+        p, y = validate_probs_and_labels(probs, y_true)
+        if p.shape[1] < 2:
+            raise ValueError(f"probs must have at least 2 class columns; received {p.shape[1]}.")
+        names = check_class_names(class_names, p.shape[1])
+    else:
+        p, y, names = probs, y_true, list(class_names)
     num_classes = p.shape[1]
-    if num_classes < 2:
-        raise ValueError(f"probs must have at least 2 class columns; received {num_classes}.")
-    names = _check_class_names(class_names, num_classes)
     labels = list(range(num_classes))
     y_pred = p.argmax(axis=1)
 
@@ -89,31 +96,27 @@ def classification_metrics(
     clipped = np.clip(p, LOG_LOSS_EPS, 1.0)
     clipped /= clipped.sum(axis=1, keepdims=True)
 
-    precision, recall, f1, support = _prf(y, y_pred, labels, None)
+    # Keyed by label index ("0", "1", ...), not by name: a class called "accuracy" or
+    # "macro avg" must not collide with the report's own rows.
+    report = classification_report(y, y_pred, labels=labels, output_dict=True, zero_division=0)
+
+    def prf(row: Mapping[str, Any]) -> dict[str, float]:
+        return {ours: float(row[theirs]) for ours, theirs in zip(_PRF, _SKLEARN_PRF, strict=True)}
+
     per_class = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
+        name: {**prf(report[str(i)]), "support": int(report[str(i)]["support"])}
         for i, name in enumerate(names)
     }
-    averages = {}
-    for average in ("macro", "weighted"):
-        avg_p, avg_r, avg_f, _ = _prf(y, y_pred, labels, average)
-        averages[average] = {"precision": float(avg_p), "recall": float(avg_r), "f1": float(avg_f)}
-
     cm = confusion_matrix(y, y_pred, labels=labels)
     return {
         "num_images": len(y),
         "accuracy": float(accuracy_score(y, y_pred)),
         "top5_accuracy": float(top_k),
         "log_loss": float(log_loss(y, clipped, labels=labels)),
-        "ece": expected_calibration_error(p, y, n_bins=n_bins),
+        "ece": expected_calibration_error(p, y, n_bins=n_bins, check_input=False),
         "per_class": per_class,
-        "macro": averages["macro"],
-        "weighted": averages["weighted"],
+        "macro": prf(report["macro avg"]),
+        "weighted": prf(report["weighted avg"]),
         "confusion_matrix": [[int(v) for v in row] for row in cm],
         "class_names": names,
     }
@@ -130,14 +133,17 @@ def finite_or_none(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def _fmt(value: Any, spec: str, width: int) -> str:
+def format_number(value: Any, spec: str = ".4f", *, missing: str = "-") -> str:
+    """``format(value, spec)``, or ``missing`` if ``value`` is not a finite number."""
     num = finite_or_none(value)
-    return f"{'-' if num is None else format(num, spec):>{width}}"
+    return missing if num is None else format(num, spec)
 
 
-def _pct(value: Any) -> str:
+def format_percent(value: Any, *, missing: str = "-") -> str:
+    """A fraction as a percentage with two decimals (``0.7152`` -> ``"71.52%"``), or
+    ``missing`` if ``value`` is not a finite number."""
     num = finite_or_none(value)
-    return "-" if num is None else f"{num * 100:.2f}%"
+    return missing if num is None else f"{num * 100:.2f}%"
 
 
 def format_metrics_table(metrics: Mapping[str, Any]) -> str:
@@ -165,7 +171,7 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
     rule = "-" * len(header)
 
     def row(label: str, values: Mapping[str, Any], support: Any) -> str:
-        cells = [_fmt(values.get(key), ".4f", col_w) for key in ("precision", "recall", "f1")]
+        cells = [f"{format_number(values.get(key)):>{col_w}}" for key in _PRF]
         sup = finite_or_none(support)
         sup_cell = f"{'-' if sup is None else int(sup):>{col_w}}"
         return f"{label:<{name_w}}  " + "  ".join([*cells, sup_cell])
@@ -182,20 +188,19 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
     lines.append(rule)
 
     summary: list[tuple[str, str]] = [
-        ("accuracy", _pct(metrics.get("accuracy"))),
-        ("top-5 accuracy", _pct(metrics.get("top5_accuracy"))),
-        ("log-loss", _fmt(metrics.get("log_loss"), ".4f", 0)),
-        ("ECE", _fmt(metrics.get("ece"), ".4f", 0)),
+        ("accuracy", format_percent(metrics.get("accuracy"))),
+        ("top-5 accuracy", format_percent(metrics.get("top5_accuracy"))),
+        ("log-loss", format_number(metrics.get("log_loss"))),
+        ("ECE", format_number(metrics.get("ece"))),
     ]
     if "temperature" in metrics:
-        summary.append(("temperature", _fmt(metrics.get("temperature"), ".3f", 0)))
+        summary.append(("temperature", format_number(metrics.get("temperature"), ".3f")))
     if "ece_calibrated" in metrics:
-        summary.append(("ECE (calibrated)", _fmt(metrics.get("ece_calibrated"), ".4f", 0)))
+        summary.append(("ECE (calibrated)", format_number(metrics.get("ece_calibrated"))))
     if "log_loss_calibrated" in metrics:
-        summary.append(("log-loss (calibrated)",
-                        _fmt(metrics.get("log_loss_calibrated"), ".4f", 0)))
+        summary.append(("log-loss (calibrated)", format_number(metrics.get("log_loss_calibrated"))))
     if "num_images" in metrics:
-        summary.append(("images", _fmt(metrics.get("num_images"), ".0f", 0)))
+        summary.append(("images", format_number(metrics.get("num_images"), ".0f")))
     label_w = max(len(label) for label, _ in summary)
     value_w = max(len(value) for _, value in summary)
     lines.extend(f"{label:<{label_w}}  {value:>{value_w}}" for label, value in summary)

@@ -1,33 +1,35 @@
-"""PNG plots for evaluation reports: training curves, confusion matrix, per-class metrics,
+"""Figures for evaluation reports: training curves, confusion matrix, per-class metrics,
 reliability diagrams and galleries of misclassified images.
 
-Every ``plot_*`` function writes one PNG to ``out_path`` (creating parent directories), closes
-its figure and returns the path, so they can be called in a loop without leaking memory.
-Matplotlib runs on the non-interactive Agg backend: no display is needed.
+Every ``plot_*`` function builds and returns a `matplotlib.figure.Figure` without pyplot: no
+backend is chosen and no global figure is opened, so importing or calling this module never
+changes a notebook's backend, and figures are freed like any other object. `save_figure`
+writes one as PNG (with matplotlib's Agg renderer, no display needed).
+
+The inputs are trusted: `cifar_cnn.evaluation.report.write_report` checks probabilities, labels,
+images and class names once, then draws. What to show (which mistakes, which class pairs, the
+best epoch) is chosen by `cifar_cnn.evaluation.selection`.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: choose the backend before pyplot is imported
-
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
+from sklearn.metrics import ConfusionMatrixDisplay
 
-from cifar_cnn.calibration import (
-    apply_temperature,
-    expected_calibration_error,
-    reliability_bins,
-    validate_probs_and_labels,
+from cifar_cnn.calibration import apply_temperature, reliability_bins
+from cifar_cnn.evaluation.metrics import format_percent
+from cifar_cnn.evaluation.selection import (
+    best_epoch,
+    confused_examples,
+    most_confident_mistakes,
+    most_confused_pairs,
 )
 
 DPI = 110
@@ -38,25 +40,22 @@ ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_
 
 
 # --------------------------------------------------------------------------------------------
-# helpers
+# helpers, shared with `cifar_cnn.evaluation.compare`
 
 
-def _save(fig: Figure, out_path: str | Path) -> Path:
-    """Write ``fig`` as PNG to ``out_path`` and close it, even if saving fails."""
+def save_figure(fig: Figure, out_path: str | Path) -> Path:
+    """Write ``fig`` as PNG to ``out_path`` (creating parent folders); returns the path."""
     path = Path(out_path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(
-            path, dpi=DPI, format="png", bbox_inches="tight", pad_inches=0.15, facecolor="white"
-        )
-    finally:
-        plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(
+        path, dpi=DPI, format="png", bbox_inches="tight", pad_inches=0.15, facecolor="white"
+    )
     return path
 
 
-def _column(history: Mapping[str, Sequence[float]], key: str) -> np.ndarray | None:
-    """Return a history column as a float array, or None if absent, empty or all-NaN."""
-    values = history.get(key)
+def history_column(history: Mapping[str, Sequence[float]], key: str | None) -> np.ndarray | None:
+    """A history column as a float array, or None if absent, empty or all-NaN."""
+    values = history.get(key) if key else None
     if values is None:
         return None
     arr = np.asarray(list(values), dtype=np.float64).ravel()
@@ -67,7 +66,7 @@ def _column(history: Mapping[str, Sequence[float]], key: str) -> np.ndarray | No
 
 def history_epochs(history: Mapping[str, Sequence[float]]) -> np.ndarray:
     """1-based epoch numbers for a history dict (Keras' CSVLogger writes 0-based epochs)."""
-    epoch = _column(history, "epoch")
+    epoch = history_column(history, "epoch")
     if epoch is not None and np.all(np.isfinite(epoch)):
         return epoch + 1
     lengths = [len(v) for k, v in history.items() if k != "epoch" and v is not None]
@@ -79,22 +78,32 @@ def accuracy_key(history: Mapping[str, Any]) -> str | None:
     return next((k for k in ACCURACY_KEYS if k in history), None)
 
 
-def _xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = min(len(x), len(y))
-    return x[:n], y[:n]
+def history_series(
+    history: Mapping[str, Sequence[float]], key: str | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(epochs, values)`` of one history column, cut to the same length; None if the
+    column is absent, empty or all-NaN."""
+    col = history_column(history, key)
+    if col is None:
+        return None
+    epochs = history_epochs(history)
+    n = min(len(epochs), len(col))
+    return epochs[:n], col[:n]
 
 
-def _names(class_names: Sequence[str], num_classes: int) -> list[str]:
-    names = [str(n) for n in class_names]
-    if len(names) != num_classes:
-        raise ValueError(
-            f"class_names must have {num_classes} entries to match the data; received {len(names)}."
-        )
-    return names
+def draw_no_data(ax: Any, text: str) -> None:
+    """Replace an empty panel's ticks with a grey note."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", color="0.4", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
-def _check_images(images: Any, n: int) -> np.ndarray:
-    """Return images as uint8 (N, H, W, 3) or (N, H, W); floats in [0, 1] are scaled."""
+def as_uint8_images(images: Any, n: int) -> np.ndarray:
+    """Images as uint8 ``(N, H, W, 3)`` or ``(N, H, W)``; floats in [0, 1] are scaled.
+
+    Raises:
+        ValueError: on another shape or a length other than ``n``.
+    """
     arr = np.asarray(images)
     if arr.ndim == 4 and arr.shape[-1] == 1:
         arr = arr[..., 0]
@@ -127,96 +136,50 @@ def _show_image(ax: Any, image: np.ndarray) -> None:
 
 
 def _message_figure(title: str, message: str, size: tuple[float, float] = (7, 2.2)) -> Figure:
-    fig, ax = plt.subplots(figsize=size)
+    fig = Figure(figsize=size)
+    ax = fig.subplots()
     ax.axis("off")
     ax.set_title(title, fontsize=13, fontweight="bold")
     ax.text(0.5, 0.45, message, ha="center", va="center", fontsize=12, transform=ax.transAxes)
     return fig
 
 
-def _no_data(ax: Any, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", color="0.4", transform=ax.transAxes)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 # --------------------------------------------------------------------------------------------
 # training history
 
 
-def read_history_csv(path: str | Path) -> dict[str, list[float]]:
-    """Read a Keras ``CSVLogger`` file into a dict of float columns.
-
-    Cells that are empty or not numbers become NaN, so a partly written row does not break
-    plotting.
-
-    Args:
-        path: the ``history.csv`` file.
-
-    Returns:
-        ``{column name: list of floats}`` in file order, e.g. ``{"epoch": [0.0, 1.0], ...}``.
-
-    Raises:
-        ValueError: naming the file if it cannot be read, has no header or has no data rows.
-    """
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows = [row for row in reader if row and any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise ValueError(f"could not read training history {path}: {err}") from err
-    if not rows:
-        raise ValueError(f"training history {path} is empty; expected a CSV header and rows.")
-    header = [name.strip() for name in rows[0]]
-    if len(rows) < 2:
-        raise ValueError(
-            f"training history {path} has a header ({', '.join(header)}) but no data rows."
-        )
-    columns: dict[str, list[float]] = {name: [] for name in header}
-    for row in rows[1:]:
-        for i, name in enumerate(header):
-            cell = row[i].strip() if i < len(row) else ""
-            try:
-                value = float(cell)
-            except ValueError:
-                value = math.nan
-            columns[name].append(value)
-    return columns
-
-
-def plot_training_curves(history: Mapping[str, Sequence[float]], out_path: str | Path, *,
-                         val_label: str = "validation") -> Path:
-    """Plot loss and accuracy against epoch, training solid and validation dashed.
+def plot_training_curves(
+    history: Mapping[str, Sequence[float]], *, val_label: str = "validation"
+) -> Figure:
+    """Loss and accuracy against epoch, training solid and validation dashed.
 
     Args:
-        history: columns as from :func:`read_history_csv`; uses ``epoch`` (0-based, shown
-            1-based), ``loss``, ``val_loss``, ``accuracy`` and ``val_accuracy`` when present
-            and ignores any other column.
-        out_path: where to write the PNG.
+        history: columns as from `cifar_cnn.runs.RunDir.read_history`; uses ``epoch``
+            (0-based, shown 1-based), ``loss``, ``val_loss``, ``accuracy`` and
+            ``val_accuracy`` when present and ignores any other column.
         val_label: what the ``val_*`` columns measured ("validation", or "test" for a run
             that monitored the test set).
 
     Returns:
-        ``Path(out_path)``.
+        The figure: two axes, "Loss" and "Accuracy"; the best held-out accuracy is starred.
     """
-    epochs = history_epochs(history)
     acc_key = accuracy_key(history)
     panels = [
         ("Loss", "loss", "val_loss", False),
         ("Accuracy", acc_key, f"val_{acc_key}" if acc_key else "val_accuracy", True),
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     for ax, (title, train_key, val_key, is_acc) in zip(axes, panels, strict=True):
         drew = False
         for key, label, color, style in (
             (train_key, "train", TRAIN_COLOR, "-"),
             (val_key, val_label, VAL_COLOR, "--"),
         ):
-            col = _column(history, key) if key else None
-            if col is None:
+            series = history_series(history, key)
+            if series is None:
                 continue
-            x, y = _xy(epochs, col)
+            x, y = series
             marker = "o" if len(x) <= 30 else None
             ax.plot(
                 x,
@@ -229,23 +192,23 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], out_path: str |
                 linewidth=1.8,
             )
             drew = True
-            if is_acc and label == val_label and np.any(np.isfinite(y)):
-                best = int(np.nanargmax(y))
-                best_label = f"best {val_label} {y[best] * 100:.2f}% (epoch {x[best]:g})"
+            best = best_epoch(x, y) if is_acc and label == val_label else None
+            if best is not None:
+                epoch, value = best
                 ax.plot(
-                    x[best],
-                    y[best],
+                    epoch,
+                    value,
                     marker="*",
                     markersize=13,
                     color=color,
                     linestyle="none",
-                    label=best_label,
+                    label=f"best {val_label} {format_percent(value)} (epoch {epoch:g})",
                 )
         ax.set_title(title, fontsize=12, fontweight="bold")
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy" if is_acc else "loss")
         if not drew:
-            _no_data(ax, f"no {title.lower()} columns in the history")
+            draw_no_data(ax, f"no {title.lower()} columns in the history")
             continue
         if is_acc:
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
@@ -254,84 +217,82 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], out_path: str |
         ax.legend(loc="best", fontsize=9)
     fig.suptitle("Training curves", fontsize=14, fontweight="bold")
     fig.tight_layout()
-    return _save(fig, out_path)
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
 # aggregate metrics
 
 
-def plot_confusion_matrix(
-    cm: Sequence[Sequence[int]], class_names: Sequence[str], out_path: str | Path
-) -> Path:
-    """Plot a confusion matrix as counts and as row-normalised percentages, side by side.
+def plot_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[str]) -> Figure:
+    """A confusion matrix as counts and as row-normalised percentages, side by side.
+
+    Drawn with scikit-learn's `ConfusionMatrixDisplay`; cells are annotated up to 25 classes.
 
     Args:
         cm: square matrix of counts, rows = true class, columns = predicted class.
         class_names: one name per row/column.
-        out_path: where to write the PNG.
 
     Returns:
-        ``Path(out_path)``.
+        The figure: a "Counts" and a "Row-normalised (% of true class)" axes, each with its
+        colour bar, ticks labelled with the class names.
 
     Raises:
         ValueError: if ``cm`` is not square or does not match ``class_names``.
     """
-    counts = np.asarray(cm, dtype=np.float64)
+    counts = np.asarray(cm, dtype=np.int64)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
         raise ValueError(f"cm must be a non-empty square matrix; received shape {counts.shape}.")
     c = counts.shape[0]
-    names = _names(class_names, c)
+    names = [str(n) for n in class_names]
+    if len(names) != c:
+        raise ValueError(
+            f"class_names must have {c} entries to match the data; received {len(names)}."
+        )
     row_sums = counts.sum(axis=1, keepdims=True)
-    normed = np.divide(counts * 100.0, row_sums, out=np.zeros_like(counts), where=row_sums > 0)
+    normed = np.divide(
+        counts * 100.0, row_sums, out=np.zeros(counts.shape), where=row_sums > 0
+    )
 
     side = max(5.0, 0.55 * c + 2.5)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.5, side))
-    annotate = c <= 25
+    fig = Figure(figsize=(2 * side + 1.5, side))
+    axes = fig.subplots(1, 2)
     font = 9 if c <= 10 else max(5, 9 - (c - 10) // 3)
     panels = (
-        (counts, "Counts", "Blues", "{:.0f}", counts.max() if counts.max() > 0 else 1.0),
-        (normed, "Row-normalised (% of true class)", "Blues", "{:.1f}", 100.0),
+        (counts, "Counts", "d", max(int(counts.max()), 1)),
+        (normed, "Row-normalised (% of true class)", ".1f", 100.0),
     )
-    for ax, (data, title, cmap, fmt, vmax) in zip(axes, panels, strict=True):
-        image = ax.imshow(data, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
-        colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    for ax, (data, title, fmt, vmax) in zip(axes, panels, strict=True):
+        display = ConfusionMatrixDisplay(data, display_labels=names).plot(
+            ax=ax,
+            cmap="Blues",
+            include_values=c <= 25,
+            values_format=fmt,
+            colorbar=False,
+            im_kw={"vmin": 0, "vmax": vmax},
+            text_kw={"fontsize": font},
+        )
+        colorbar = fig.colorbar(display.im_, ax=ax, fraction=0.046, pad=0.04)
         if data is normed:
             colorbar.ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
         ax.set_title(title, fontsize=12, fontweight="bold")
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_xticks(range(c), labels=names, rotation=45, ha="right", rotation_mode="anchor")
-        ax.set_yticks(range(c), labels=names)
-        if annotate:
-            threshold = vmax / 2
-            for i in range(c):
-                for j in range(c):
-                    value = data[i, j]
-                    ax.text(
-                        j,
-                        i,
-                        fmt.format(value),
-                        ha="center",
-                        va="center",
-                        fontsize=font,
-                        color="white" if value > threshold else "black",
-                    )
     fig.suptitle(f"Confusion matrix ({int(counts.sum()):,} images)", fontsize=14, fontweight="bold")
     fig.tight_layout()
-    return _save(fig, out_path)
+    return fig
 
 
-def plot_per_class_metrics(metrics: Mapping[str, Any], out_path: str | Path) -> Path:
-    """Plot grouped precision/recall/F1 bars per class, with the macro F1 as a line.
+def plot_per_class_metrics(metrics: Mapping[str, Any]) -> Figure:
+    """Grouped precision/recall/F1 bars per class, with the macro F1 as a line.
 
     Args:
         metrics: a dict from :func:`cifar_cnn.evaluation.metrics.classification_metrics`
             (uses ``per_class`` and ``macro``).
-        out_path: where to write the PNG.
 
     Returns:
-        ``Path(out_path)``.
+        The figure: one axes, three bars per class, x ticks labelled with the class names.
 
     Raises:
         ValueError: if ``metrics`` has no ``per_class`` entries.
@@ -345,7 +306,8 @@ def plot_per_class_metrics(metrics: Mapping[str, Any], out_path: str | Path) -> 
     colors = ("#4c72b0", "#55a868", "#dd8452")
     width = 0.27
     x = np.arange(c)
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.85 * c + 2.5), 4.8))
+    fig = Figure(figsize=(max(8.0, 0.85 * c + 2.5), 4.8))
+    ax = fig.subplots()
     for k, (key, color) in enumerate(zip(keys, colors, strict=True)):
         values = [float(per_class[n].get(key, np.nan)) for n in per_class]
         ax.bar(x + (k - 1) * width, values, width, label=key if key != "f1" else "F1", color=color)
@@ -372,14 +334,11 @@ def plot_per_class_metrics(metrics: Mapping[str, Any], out_path: str | Path) -> 
     ax.set_axisbelow(True)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False, fontsize=10)
     fig.tight_layout()
-    return _save(fig, out_path)
+    return fig
 
 
-def _draw_reliability(
-    ax: Any, hist_ax: Any, probs: np.ndarray, y: np.ndarray, n_bins: int, title: str
-) -> None:
-    bins = reliability_bins(probs, y, n_bins)
-    ece = expected_calibration_error(probs, y, n_bins)
+def _draw_reliability(ax: Any, hist_ax: Any, bins: Mapping[str, Any], title: str) -> None:
+    ece = bins["ece"]
     edges = np.asarray(bins["bin_edges"])
     lefts, width = edges[:-1], np.diff(edges)
     acc = np.array([np.nan if a is None else a for a in bins["accuracy"]])
@@ -437,49 +396,48 @@ def _draw_reliability(
 def plot_reliability(
     probs: np.ndarray,
     y_true: np.ndarray,
-    out_path: str | Path,
     *,
     temperature: float | None = None,
     n_bins: int = 15,
-) -> Path:
-    """Plot a reliability diagram: accuracy per confidence bin against the diagonal.
+) -> Figure:
+    """A reliability diagram: accuracy per confidence bin against the diagonal.
 
     Below each diagram a histogram shows how many images fall in each bin. With a
-    ``temperature``, a second panel shows the same after temperature scaling.
+    ``temperature``, a second column shows the same after temperature scaling. Each title
+    gives the ECE of the bins drawn (`cifar_cnn.calibration.reliability_bins`).
 
     Args:
-        probs: class probabilities, shape ``(N, C)``.
-        y_true: integer labels, shape ``(N,)``.
-        out_path: where to write the PNG.
-        temperature: optional fitted temperature for the "after" panel.
+        probs: class probabilities, float64 ``(N, C)``.
+        y_true: integer labels, ``(N,)``.
+        temperature: optional fitted temperature for the "after" column.
         n_bins: number of equal-width confidence bins.
 
     Returns:
-        ``Path(out_path)``.
+        The figure: a 2 x 1 (or 2 x 2 with a temperature) grid of axes, diagrams on top.
     """
-    p, y = validate_probs_and_labels(probs, y_true)
-    panels = [("Before calibration" if temperature is not None else "", p)]
+    panels = [("Before calibration" if temperature is not None else "", probs)]
     if temperature is not None:
         panels.append(
             (
                 f"After temperature scaling (T={float(temperature):.3f})",
-                apply_temperature(p, temperature),
+                apply_temperature(probs, temperature, check_input=False),
             )
         )
     ncols = len(panels)
-    fig, axes = plt.subplots(
+    fig = Figure(figsize=(5.4 * ncols, 6.6))
+    axes = fig.subplots(
         2,
         ncols,
-        figsize=(5.4 * ncols, 6.6),
         squeeze=False,
         gridspec_kw={"height_ratios": [4, 1.2]},
         sharex="col",
     )
     for col, (title, panel_probs) in enumerate(panels):
-        _draw_reliability(axes[0, col], axes[1, col], panel_probs, y, n_bins, title)
+        bins = reliability_bins(panel_probs, y_true, n_bins, check_input=False)
+        _draw_reliability(axes[0, col], axes[1, col], bins, title)
     fig.suptitle("Reliability diagram", fontsize=14, fontweight="bold")
     fig.tight_layout()
-    return _save(fig, out_path)
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,62 +449,58 @@ def plot_confident_mistakes(
     y_true: np.ndarray,
     probs: np.ndarray,
     class_names: Sequence[str],
-    out_path: str | Path,
     *,
     n: int = 24,
-) -> Path:
-    """Show the ``n`` wrong predictions the model was most confident about.
+) -> Figure:
+    """The ``n`` wrong predictions the model was most confident about.
 
-    Each tile is titled ``"true: cat\\npred: dog 0.97"``. If nothing is wrong the figure says so.
+    Each tile is titled ``"true: cat\npred: dog 0.97"``; the choice is
+    `cifar_cnn.evaluation.selection.most_confident_mistakes`. If nothing is wrong the
+    figure says so.
 
     Args:
         images: uint8 images, shape ``(N, H, W, 3)`` (CIFAR-10: 32x32).
         y_true: integer labels, shape ``(N,)``.
         probs: class probabilities, shape ``(N, C)``.
         class_names: ``C`` class names.
-        out_path: where to write the PNG.
         n: maximum number of tiles.
 
     Returns:
-        ``Path(out_path)``.
+        The figure: a grid of up to 8 columns; one visible axes per tile, titled as above.
     """
-    p, y = validate_probs_and_labels(probs, y_true)
-    imgs = _check_images(images, len(y))
-    names = _names(class_names, p.shape[1])
-    if n < 1:
-        raise ValueError(f"n must be a positive integer; received {n!r}.")
-    pred = p.argmax(axis=1)
-    conf = p.max(axis=1)
-    wrong = np.flatnonzero(pred != y)
-    if wrong.size == 0:
-        fig = _message_figure(
-            "Most confident mistakes", f"No mistakes: all {len(y):,} predictions are correct."
+    names = [str(name) for name in class_names]
+    chosen = most_confident_mistakes(y_true, probs, n)
+    if chosen.size == 0:
+        return _message_figure(
+            "Most confident mistakes", f"No mistakes: all {len(y_true):,} predictions are correct."
         )
-        return _save(fig, out_path)
-    order = wrong[np.argsort(-conf[wrong], kind="stable")][:n]
-    cols = min(8, len(order))
-    rows = math.ceil(len(order) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.55 * cols, 1.95 * rows + 0.6), squeeze=False)
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    errors = int(np.count_nonzero(pred != y_true))
+    cols = min(8, len(chosen))
+    rows = math.ceil(len(chosen) / cols)
+    fig = Figure(figsize=(1.55 * cols, 1.95 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     # Long class names get a smaller font so neighbouring tile titles do not collide.
     font = 8 if max(len(name) for name in names) <= 12 else 6.5
-    for ax, idx in zip(axes.flat, order, strict=False):
+    for ax, idx in zip(axes.flat, chosen, strict=False):
         ax.axis("on")
-        _show_image(ax, imgs[idx])
+        _show_image(ax, images[idx])
         ax.set_title(
-            f"true: {names[y[idx]]}\npred: {names[pred[idx]]} {conf[idx]:.2f}",
+            f"true: {names[y_true[idx]]}\npred: {names[pred[idx]]} {conf[idx]:.2f}",
             fontsize=font,
             color="#b00020",
             linespacing=1.2,
         )
     fig.suptitle(
-        f"Most confident mistakes ({len(order)} of {wrong.size:,} errors, {len(y):,} images)",
+        f"Most confident mistakes ({len(chosen)} of {errors:,} errors, {len(y_true):,} images)",
         fontsize=12,
         fontweight="bold",
     )
     fig.tight_layout(h_pad=0.6, w_pad=0.4)
-    return _save(fig, out_path)
+    return fig
 
 
 def plot_confused_pairs(
@@ -554,57 +508,48 @@ def plot_confused_pairs(
     y_true: np.ndarray,
     probs: np.ndarray,
     class_names: Sequence[str],
-    out_path: str | Path,
     *,
+    confusion_matrix: Sequence[Sequence[int]],
     pairs: int = 6,
     per_pair: int = 6,
-) -> Path:
-    """Show example images for the most frequent (true, predicted) confusions.
+) -> Figure:
+    """Example images for the most frequent (true, predicted) confusions.
 
     One row per pair, labelled ``"cat → dog (123 images)"``, with up to ``per_pair`` examples,
-    most confident first.
+    most confident first (`cifar_cnn.evaluation.selection.most_confused_pairs` and
+    `~cifar_cnn.evaluation.selection.confused_examples`).
 
     Args:
         images: uint8 images, shape ``(N, H, W, 3)``.
         y_true: integer labels, shape ``(N,)``.
         probs: class probabilities, shape ``(N, C)``.
         class_names: ``C`` class names.
-        out_path: where to write the PNG.
+        confusion_matrix: the counts of these predictions (``metrics["confusion_matrix"]``).
         pairs: number of confusion pairs (rows).
         per_pair: maximum number of examples per pair.
 
     Returns:
-        ``Path(out_path)``.
+        The figure: one subfigure per pair, titled as above, with ``per_pair`` axes each.
     """
-    p, y = validate_probs_and_labels(probs, y_true)
-    imgs = _check_images(images, len(y))
-    c = p.shape[1]
-    names = _names(class_names, c)
     if pairs < 1 or per_pair < 1:
         raise ValueError(
             f"pairs and per_pair must be positive integers; received {pairs!r}, {per_pair!r}."
         )
-    pred = p.argmax(axis=1)
-    conf = p.max(axis=1)
-    counts = np.zeros((c, c), dtype=np.int64)
-    np.add.at(counts, (y, pred), 1)
-    np.fill_diagonal(counts, 0)
-    flat = np.argsort(-counts.ravel(), kind="stable")
-    top = [(int(i // c), int(i % c)) for i in flat[:pairs] if counts.ravel()[i] > 0]
+    names = [str(name) for name in class_names]
+    top = most_confused_pairs(confusion_matrix, pairs)
     if not top:
-        fig = _message_figure(
-            "Most confused class pairs", f"No confusions: all {len(y):,} predictions are correct."
+        return _message_figure(
+            "Most confused class pairs",
+            f"No confusions: all {len(y_true):,} predictions are correct.",
         )
-        return _save(fig, out_path)
-
+    conf = probs.max(axis=1)
     cols = per_pair
-    fig = plt.figure(figsize=(max(1.4 * cols, 6.0), 1.9 * len(top) + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(1.4 * cols, 6.0), 1.9 * len(top) + 0.6), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(len(top), 1))
-    for subfig, (t, q) in zip(subfigs, top, strict=True):
-        members = np.flatnonzero((y == t) & (pred == q))
-        members = members[np.argsort(-conf[members], kind="stable")][:per_pair]
+    for subfig, (t, q, count) in zip(subfigs, top, strict=True):
+        members = confused_examples(y_true, probs, t, q, per_pair)
         subfig.suptitle(
-            f"{names[t]} → {names[q]} ({counts[t, q]:,} images)",
+            f"{names[t]} → {names[q]} ({count:,} images)",
             x=0.01,
             ha="left",
             fontsize=11,
@@ -616,7 +561,7 @@ def plot_confused_pairs(
             ax.set_anchor("N")  # images hug their row title; spare height goes below
         for ax, idx in zip(axes, members, strict=False):
             ax.axis("on")
-            _show_image(ax, imgs[idx])
+            _show_image(ax, images[idx])
             ax.set_xlabel(f"p={conf[idx]:.2f}", fontsize=8, labelpad=2)
     fig.suptitle("Most confused class pairs (true → predicted)", fontsize=13, fontweight="bold")
-    return _save(fig, out_path)
+    return fig

@@ -20,23 +20,26 @@ from typing import Any
 
 import numpy as np
 
-from cifar_cnn.calibration import (
-    apply_temperature,
-    expected_calibration_error,
-    validate_probs_and_labels,
+from cifar_cnn.calibration import validate_probs_and_labels
+from cifar_cnn.evaluation.metrics import (
+    check_class_names,
+    finite_or_none,
+    format_number,
+    format_percent,
 )
-from cifar_cnn.evaluation.metrics import finite_or_none
 from cifar_cnn.evaluation.plots import (
+    as_uint8_images,
     plot_confident_mistakes,
     plot_confused_pairs,
     plot_confusion_matrix,
     plot_per_class_metrics,
     plot_reliability,
     plot_training_curves,
+    save_figure,
 )
+from cifar_cnn.files import write_json, write_text
+from cifar_cnn.runs import METRICS_FILE, REPORT_HTML_FILE
 
-METRICS_FILE = "metrics.json"
-HTML_FILE = "report.html"
 REQUIRED_METRICS = ("accuracy", "per_class", "confusion_matrix")
 
 # (file name, section heading, one-line explanation) in the order they appear in the page.
@@ -137,26 +140,21 @@ def _card(label: str, value: str, *, element_id: str | None = None, main: bool =
     )
 
 
-def _headline(
-    metrics: Mapping[str, Any], ece_calibrated: float | None, temperature: float | None
-) -> str:
-    accuracy = float(metrics["accuracy"])
-    cards = [_card("accuracy", f"{accuracy * 100:.2f}%", element_id="headline-accuracy", main=True)]
-    macro_f1 = finite_or_none((metrics.get("macro") or {}).get("f1"))
+def _headline(metrics: Mapping[str, Any]) -> str:
+    """Cards: accuracy first, then whichever of the other headline figures ``metrics`` has."""
+    accuracy = format_percent(float(metrics["accuracy"]))
+    cards = [_card("accuracy", accuracy, element_id="headline-accuracy", main=True)]
     optional = [
-        ("macro F1", macro_f1, "{:.4f}"),
-        ("top-5 accuracy", finite_or_none(metrics.get("top5_accuracy")), "pct"),
-        ("log-loss", finite_or_none(metrics.get("log_loss")), "{:.4f}"),
-        ("ECE", finite_or_none(metrics.get("ece")), "{:.4f}"),
-        ("ECE after temperature scaling", ece_calibrated, "{:.4f}"),
-        ("temperature", temperature, "{:.3f}"),
-        ("images", finite_or_none(metrics.get("num_images")), "{:,.0f}"),
+        ("macro F1", format_number((metrics.get("macro") or {}).get("f1"), missing="")),
+        ("top-5 accuracy", format_percent(metrics.get("top5_accuracy"), missing="")),
+        ("log-loss", format_number(metrics.get("log_loss"), missing="")),
+        ("ECE", format_number(metrics.get("ece"), missing="")),
+        ("ECE after temperature scaling",
+         format_number(metrics.get("ece_calibrated"), missing="")),
+        ("temperature", format_number(metrics.get("temperature"), ".3f", missing="")),
+        ("images", format_number(metrics.get("num_images"), ",.0f", missing="")),
     ]
-    for label, value, fmt in optional:
-        if value is None:
-            continue
-        text = f"{value * 100:.2f}%" if fmt == "pct" else fmt.format(value)
-        cards.append(_card(label, text))
+    cards += [_card(label, text) for label, text in optional if text]
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
@@ -170,13 +168,10 @@ def _info_table(info: Mapping[str, Any]) -> str:
 
 def _per_class_table(metrics: Mapping[str, Any]) -> str:
     def cells(values: Mapping[str, Any], support: Any) -> str:
-        out = []
-        for key in ("precision", "recall", "f1"):
-            num = finite_or_none(values.get(key))
-            out.append(f'<td class="num">{"—" if num is None else f"{num:.4f}"}</td>')
-        sup = finite_or_none(support)
-        out.append(f'<td class="num">{"—" if sup is None else f"{sup:,.0f}"}</td>')
-        return "".join(out)
+        texts = [format_number(values.get(key), missing="—")
+                 for key in ("precision", "recall", "f1")]
+        texts.append(format_number(support, ",.0f", missing="—"))
+        return "".join(f'<td class="num">{text}</td>' for text in texts)
 
     per_class: Mapping[str, Mapping[str, Any]] = metrics["per_class"]
     body = "".join(
@@ -209,8 +204,6 @@ def _render_html(
     title: str,
     metrics: Mapping[str, Any],
     info: Mapping[str, Any] | None,
-    ece_calibrated: float | None,
-    temperature: float | None,
 ) -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -218,7 +211,7 @@ def _render_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        _headline(metrics, ece_calibrated, temperature),
+        _headline(metrics),
     ]
     if info:
         parts += ["<h2>Run</h2>", _info_table(info)]
@@ -250,41 +243,27 @@ def _build(
     class_names: Sequence[str],
     history: Mapping[str, Sequence[float]] | None,
     history_label: str,
-    temperature: float | None,
     title: str,
     info: Mapping[str, Any] | None,
 ) -> None:
     """Write every report file into ``directory`` (which must exist and be empty)."""
-    text = json.dumps(_jsonable(metrics), indent=2, ensure_ascii=False, allow_nan=False)
-    (directory / METRICS_FILE).write_text(text + "\n", encoding="utf-8")
+    write_json(directory / METRICS_FILE, _jsonable(metrics))
     if history and any(len(v) for v in history.values() if v is not None):
-        plot_training_curves(history, directory / "training_curves.png",
-                             val_label=history_label)
-    plot_confusion_matrix(
-        metrics["confusion_matrix"], class_names, directory / "confusion_matrix.png"
-    )
-    plot_per_class_metrics(metrics, directory / "per_class.png")
-    plot_reliability(probs, y_true, directory / "reliability.png", temperature=temperature)
-    plot_confident_mistakes(
-        images, y_true, probs, class_names, directory / "confident_mistakes.png"
-    )
-    plot_confused_pairs(images, y_true, probs, class_names, directory / "confused_pairs.png")
-
-    shown_temperature = finite_or_none(metrics.get("temperature"))
-    if shown_temperature is None:
-        shown_temperature = temperature
-    ece_calibrated = finite_or_none(metrics.get("ece_calibrated"))
-    if ece_calibrated is None and temperature is not None:
-        ece_calibrated = expected_calibration_error(apply_temperature(probs, temperature), y_true)
-    page = _render_html(
-        directory,
-        title=title,
-        metrics=metrics,
-        info=info,
-        ece_calibrated=ece_calibrated,
-        temperature=shown_temperature,
-    )
-    (directory / HTML_FILE).write_text(page, encoding="utf-8")
+        save_figure(plot_training_curves(history, val_label=history_label),
+                    directory / "training_curves.png")
+    save_figure(plot_confusion_matrix(metrics["confusion_matrix"], class_names),
+                directory / "confusion_matrix.png")
+    save_figure(plot_per_class_metrics(metrics), directory / "per_class.png")
+    save_figure(plot_reliability(probs, y_true,
+                                 temperature=finite_or_none(metrics.get("temperature"))),
+                directory / "reliability.png")
+    save_figure(plot_confident_mistakes(images, y_true, probs, class_names),
+                directory / "confident_mistakes.png")
+    save_figure(plot_confused_pairs(images, y_true, probs, class_names,
+                                    confusion_matrix=metrics["confusion_matrix"]),
+                directory / "confused_pairs.png")
+    page = _render_html(directory, title=title, metrics=metrics, info=info)
+    write_text(directory / REPORT_HTML_FILE, page)
 
 
 def _swap_into_place(new_dir: Path, report_dir: Path) -> None:
@@ -312,9 +291,9 @@ def write_report(
     class_names: Sequence[str],
     history: Mapping[str, Sequence[float]] | None = None,
     history_label: str = "validation",
-    temperature: float | None = None,
     title: str = "cifar-cnn evaluation",
     info: Mapping[str, Any] | None = None,
+    check_input: bool = True,
 ) -> Path:
     """Write metrics.json, the plots and a self-contained report.html, atomically.
 
@@ -325,16 +304,21 @@ def write_report(
     Args:
         report_dir: directory to (re)create, e.g. ``RUN/report``.
         metrics: dict from :func:`cifar_cnn.evaluation.metrics.classification_metrics`, plus
-            any extra keys (``temperature``, ``ece_calibrated``, ...); saved as metrics.json.
+            any extra keys; saved as metrics.json. With ``temperature`` (and
+            ``ece_calibrated``, as `cifar_cnn.evaluate` computes them) the page shows them and
+            the reliability plot adds the calibrated panel.
         images: uint8 images ``(N, 32, 32, 3)`` matching ``y_true``, for the galleries.
         y_true: integer labels ``(N,)``.
         probs: class probabilities ``(N, C)``.
         class_names: ``C`` class names.
-        history: optional training history columns (see ``plots.read_history_csv``).
+        history: optional training history columns (see `cifar_cnn.runs.RunDir.read_history`).
         history_label: what the history's ``val_*`` columns measured ("validation"/"test").
-        temperature: optional fitted temperature, adds the calibrated reliability panel.
         title: page title.
         info: optional key/value pairs shown in the "Run" table (run name, model, ...).
+        check_input: False skips checking ``probs``, ``y_true``, ``class_names`` and
+            ``images``, for a caller that checked them (``cifar_cnn.evaluate``); the arrays
+            must then be as `cifar_cnn.calibration.validate_probs_and_labels` returns them,
+            and uint8 images.
 
     Returns:
         ``Path(report_dir)``.
@@ -349,12 +333,10 @@ def write_report(
         raise ValueError(
             f"metrics is missing {missing}; expected a dict from classification_metrics()."
         )
-    p, y = validate_probs_and_labels(probs, y_true)
-    if len(np.asarray(images)) != len(y):
-        raise ValueError(
-            f"images and y_true must have the same length; received {len(np.asarray(images))} "
-            f"images and {len(y)} labels."
-        )
+    if check_input:
+        probs, y_true = validate_probs_and_labels(probs, y_true)
+        class_names = check_class_names(class_names, probs.shape[1])
+        images = as_uint8_images(images, len(y_true))
     if report_dir.exists() and not report_dir.is_dir():
         raise ValueError(f"report_dir {report_dir} exists and is not a directory.")
 
@@ -366,12 +348,11 @@ def write_report(
             tmp_dir,
             metrics=metrics,
             images=images,
-            y_true=y,
-            probs=p,
+            y_true=y_true,
+            probs=probs,
             class_names=class_names,
             history=history,
             history_label=history_label,
-            temperature=temperature,
             title=title,
             info=info,
         )
