@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from cifar_cnn.errors import ConfigError
+
 TTA_MODES = ("flip", "flip_translate")
 
 
@@ -16,7 +18,7 @@ def tta_mode(tta: bool | str | None, default: str | None = None) -> str | None:
     """Resolve a ``tta`` argument: None -> `default`, True -> `default` or "flip", False -> None.
 
     Raises:
-        ValueError: for an unknown mode name.
+        ConfigError: for an unknown mode name.
     """
     if tta is None:
         return default
@@ -25,7 +27,7 @@ def tta_mode(tta: bool | str | None, default: str | None = None) -> str | None:
     if tta is False or tta == "none":
         return None
     if tta not in TTA_MODES:
-        raise ValueError(f"Unknown test-time augmentation {tta!r}; choose from "
+        raise ConfigError(f"Unknown test-time augmentation {tta!r}; choose from "
                          f"{', '.join(TTA_MODES)}, or False.")
     return tta
 

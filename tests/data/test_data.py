@@ -118,14 +118,15 @@ def test_unknown_layout_and_missing_path(tmp_path: Path) -> None:
         load_cifar10(tmp_path / "empty")
 
 
-def test_official_archive_and_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_official_archive_and_batches(tmp_path: Path) -> None:
     archive, train = make_official_archive(tmp_path / sources.ARCHIVE_NAME)
-    digest = sources.sha256_file(archive)
-    monkeypatch.setattr(sources, "CIFAR10_SHA256", digest)
-    got = sources.read_archive(archive, sha256=digest)
+    got = sources.read_archive(archive, sha256=sources.sha256_file(archive))
     np.testing.assert_array_equal(got.x_train, train)
     assert got.x_train.shape == (20, 32, 32, 3) and got.x_test.shape == (4, 32, 32, 3)
     assert got.class_names == sources.CLASS_NAMES
+    # Through load_cifar10 the official checksum is required, which this archive lacks.
+    with pytest.raises(DataError, match=f"expected {sources.CIFAR10_SHA256}"):
+        load_cifar10(archive)
     # Extracted batches give the same arrays.
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "x", filter="data")

@@ -170,7 +170,7 @@ def test_linear_schedule_and_optimizer_from_recipe() -> None:
     schedule = r.learning_rate_for(25)
     np.testing.assert_allclose([float(schedule(s)) for s in (0, 100, 200)], [0.24, 0.12, 0.0],
                                atol=1e-7)
-    with pytest.raises(ConfigError, match="tta must be"):
+    with pytest.raises(ConfigError, match="Unknown test-time augmentation 'rotate'"):
         r.replace(tta="rotate")
 
 

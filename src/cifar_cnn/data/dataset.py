@@ -158,7 +158,7 @@ def load_cifar10(
         DataError: no data could be found, or the source is corrupt (the message names the file).
 
     Example:
-        >>> ds = load_cifar10("../shared/datasets/cifar10")  # doctest: +SKIP
+        >>> ds = load_cifar10("path/to/cifar10")  # doctest: +SKIP
         >>> ds.x_train.shape
         (50000, 32, 32, 3)
     """

@@ -15,9 +15,10 @@ from cifar_cnn.errors import ImageError
 # Shown to users in docs and --help: the one way new images are prepared.
 RESIZE_METHOD = (
     "EXIF orientation applied; converted to RGB (alpha composited over white, 16-bit and "
-    "grayscale scaled to 8-bit RGB, first frame of animations); centre-cropped to a square; "
-    "resized with Pillow's antialiased bicubic filter (large JPEGs are first decoded at "
-    "1/2, 1/4 or 1/8 scale by libjpeg, never below 4x the model's input size)"
+    "grayscale scaled to 8-bit RGB, first frame of animations); centre-cropped to the "
+    "model's aspect ratio and resized with Pillow's antialiased bicubic filter "
+    "(ImageOps.fit; large JPEGs are first decoded at 1/2, 1/4 or 1/8 scale by libjpeg, "
+    "never below 4x the model's input size)"
 )
 
 # Images with more pixels than this are refused before decoding: a small file can declare a
@@ -57,12 +58,8 @@ def prepare_image(im: Image.Image, size: tuple[int, int] = (32, 32)) -> np.ndarr
     """
     im = ImageOps.exif_transpose(im)
     rgb = _to_rgb(im)
-    side = min(rgb.size)
-    if rgb.size != (side, side):
-        left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
-        rgb = rgb.crop((left, top, left + side, top + side))
     if rgb.size != size:
-        rgb = rgb.resize(size, Image.Resampling.BICUBIC)
+        rgb = ImageOps.fit(rgb, size, Image.Resampling.BICUBIC)  # centre crop, then resize
     return np.asarray(rgb, dtype=np.uint8)
 
 

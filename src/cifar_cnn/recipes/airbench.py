@@ -41,22 +41,19 @@ FAST94 = register_recipe(
         # JPEG-50 87.54%, against 93.94 / 87.22 / 80.46 without; half of each batch in the
         # first 6 epochs only gave 93.64 / 89.18 / 85.86 (benchmarks/results/robustness-*).
         augmentation_options={"jpeg": 0.2, "jpeg_quality": (50, 95)},
-        precision="mixed_bfloat16",  # ~2x the float32 conv speed on AVX-512 bf16 CPUs
+        precision="mixed_bfloat16",  # bf16 convolutions on CPUs that have them
         tta="flip_translate",
         description="airbench94_muon in Keras: towards 94% test accuracy, fast on a CPU.",
     )
 )
 
 # quick: fast94's recipe on a network a quarter as wide in its last groups (32/128/128,
-# 6x fewer multiply-adds), 5 epochs at batch 1000. Batch 1000 (twice fast94's steps per
-# epoch) beat 6 epochs at batch 2000 on a validation split: 90.86% vs 90.70% with TTA, in
-# 199 s vs 213 s. It ran ReLU until FusedGELU: TensorFlow's own GELU made this small
-# network 25% slower (215 vs 173 s on the validation split); the fused one costs 1% (175 s)
-# and gains 0.3 points with TTA (91.28% vs 91.00%; benchmarks/results/ablation-quick-*).
-# It trains on lossless images only: on a 5,000-image validation split (seed 0, with TTA),
-# JPEG-compressing half of each batch took JPEG-75 accuracy from 84.0% to 87.6% but PNG
-# accuracy from 91.6% to 89.8% (a quarter of each batch: 86.7% / 90.4%), too much for a
-# network this small (benchmarks/results/robustness-quick-*). fast94 has the capacity.
+# 6x fewer multiply-adds), 5 epochs at batch 1000. Each choice won on a validation split,
+# never the test set: batch 1000 over 6 epochs at batch 2000 (90.86% vs 90.70% with TTA,
+# and faster), GELU over ReLU once fused (91.28% vs 91.00%), lossless images only (a JPEG
+# share cost this small network 1-2 points on lossless images). The timings are in
+# benchmarks/results/ablation-quick-* and robustness-quick-*; benchmarks/README.md tells
+# the story.
 QUICK = register_recipe(
     FAST94.replace(
         name="quick",

@@ -9,7 +9,7 @@ from typing import Any
 
 from cifar_cnn.errors import ConfigError
 from cifar_cnn.optimizers import MuonSGD
-from cifar_cnn.tta import TTA_MODES
+from cifar_cnn.tta import tta_mode
 
 _RECIPES: dict[str, Recipe] = {}
 LR_SCHEDULES = ("constant", "warmup_cosine", "linear")
@@ -62,9 +62,7 @@ class Recipe:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}. "
                               f"Received: lr_schedule={self.lr_schedule!r}")
-        if self.tta not in (False, True, *TTA_MODES):
-            raise ConfigError(f"tta must be False, True or one of {', '.join(TTA_MODES)}. "
-                              f"Received: tta={self.tta!r}")
+        tta_mode(self.tta)  # raises ConfigError for an unknown mode
         if self.calibration_size < 0:
             raise ConfigError("calibration_size must be >= 0. "
                               f"Received: calibration_size={self.calibration_size}")
@@ -78,7 +76,7 @@ class Recipe:
     @property
     def tta_mode(self) -> str | None:
         """The test-time augmentation as a name ("flip", "flip_translate") or None."""
-        return "flip" if self.tta is True else (self.tta or None)
+        return tta_mode(self.tta)
 
     def learning_rate_for(self, steps_per_epoch: int) -> float | Any:
         """The optimizer's learning rate: a float, or a Keras schedule over all steps."""
