@@ -15,12 +15,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def commit() -> str:
     """The current git commit, with '-dirty' if the tree has uncommitted changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True,
-                              cwd=RESULTS.parent).stdout.strip()
+    from cifar_cnn.runs import source_commit
 
-    sha = git("rev-parse", "HEAD") or "unknown"
-    return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return source_commit() or "unknown"
 
 
 # Read when the benchmark starts: the code that ran, even if the tree moves on meanwhile.

@@ -96,12 +96,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_run(path: str) -> bool:
+    from cifar_cnn.runs import METADATA_FILE, MODEL_FILE
+
+    p = Path(path)
+    if p.is_dir():
+        return (p / MODEL_FILE).is_file() or (p / METADATA_FILE).is_file()
+    return p.suffix == ".keras"
+
+
+def _run_and_inputs(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[RUN] IMAGE...``: a leading run directory or .keras file is the model (None: the
+    packaged default); the rest are inputs."""
+    if _is_run(items[0]):
+        if len(items) == 1:
+            raise CifarCnnError(f"No images given: {items[0]} is a run; add image files, "
+                                "directories or patterns after it.")
+        return items[0], list(items[1:])
+    return None, list(items)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_cnn.predict import MAX_PIXELS, Classifier
 
-    clf = Classifier.load(args.run)
+    run, inputs = _run_and_inputs(args.inputs)
+    clf = Classifier.load(run)
     calibrated = False if args.uncalibrated else (True if args.calibrated else None)
-    results = clf.predict_files(args.inputs, top_k=args.top_k, tta=args.tta,
+    results = clf.predict_files(inputs, top_k=args.top_k, tta=args.tta,
                                 calibrated=calibrated, batch_size=args.batch_size,
                                 workers=args.workers, max_pixels=args.max_pixels or MAX_PIXELS)
     out, failed, total = sys.stdout, 0, 0
@@ -127,6 +148,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"{failed} of {total} inputs could not be read; the others were predicted.",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cifar_cnn.errors import RunError
+    from cifar_cnn.predict import MAX_PIXELS
+    from cifar_cnn.serve import create_app, run_server
+
+    run = args.run
+    if run is None:
+        try:
+            from cifar_cnn.predict import default_run
+        except ImportError:
+            raise RunError("No RUN given, and this cifar-cnn has no packaged default model; "
+                           "give a run directory: cifar-cnn serve runs/NAME") from None
+        run = default_run()
+    try:
+        app = create_app(run, max_bytes=args.max_bytes, max_files=args.max_files,
+                         max_pixels=args.max_pixels or MAX_PIXELS,
+                         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                         tta=None if args.tta == "recipe" else args.tta)
+        service = app.state.service
+        run_server(app, args.host, args.port,
+                   log_level="info" if args.verbose else "warning",
+                   access_log=args.verbose or args.access_log,
+                   on_ready=lambda url: print(f"Serving {service.name} ({service.version}) on "
+                                              f"{url}", flush=True))
+    except KeyboardInterrupt:  # before the server took over Ctrl-C (loading the model)
+        return 130
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -211,10 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", parents=[common], help="class probabilities for image files")
-    p.add_argument("run", help="run directory or .keras model file")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE",
-                   help="image files (PNG, JPEG, BMP, GIF, WebP, TIFF...), directories (read "
-                        "recursively) or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="[RUN] IMAGE",
+                   help="optionally a run directory or .keras model file first (default: the "
+                        "packaged fast94 model), then image files (PNG, JPEG, BMP, GIF, "
+                        "WebP, TIFF...), directories (read recursively) or glob patterns")
     p.add_argument("--top-k", type=int, default=3, help="classes to list per image (default 3)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true",
@@ -238,6 +288,35 @@ def build_parser() -> argparse.ArgumentParser:
                         "(decompression bombs; default: cifar_cnn.predict.MAX_PIXELS, 80 "
                         "megapixels)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", parents=[common],
+                       help="an HTTP prediction service (also TensorFlow Serving's REST API)")
+    p.add_argument("run", nargs="?", default=None, metavar="RUN",
+                   help="run directory or .keras model file (default: the packaged model)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only; "
+                        "0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
+    p.add_argument("--max-bytes", type=int, default=10_000_000,
+                   help="largest image file accepted, in bytes (default 10000000)")
+    p.add_argument("--max-files", type=int, default=64,
+                   help="most images in one request (default 64)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images with more pixels than this, before decoding them "
+                        "(decompression bombs; default: cifar_cnn.predict.MAX_PIXELS, 80 "
+                        "megapixels)")
+    p.add_argument("--max-batch-size", type=int, default=64,
+                   help="most images in one model call; concurrent requests share calls "
+                        "(default 64)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a batch waits for more images after its first (default 5)")
+    p.add_argument("--tta", choices=["recipe", "none", "flip", "flip_translate"],
+                   default="recipe",
+                   help="test-time augmentation of requests that do not choose one (default: "
+                        "the run's recipe's; flip_translate costs six model passes per image, "
+                        "none the most throughput)")
+    p.add_argument("--access-log", action="store_true", help="log one line per request")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", parents=[common],
                        help="compare runs: table and overlaid training curves")

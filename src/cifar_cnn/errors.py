@@ -19,5 +19,9 @@ class ImageError(CifarCnnError):
     """An image file given for prediction could not be read."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image has more pixels than allowed (checked before decoding it)."""
+
+
 class ConfigError(CifarCnnError, ValueError):
     """A setting is invalid: an unknown recipe, model or augmentation, or an out-of-range value."""

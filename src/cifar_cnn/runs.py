@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ def new_run_dir(root: str | os.PathLike[str], name: str) -> RunDir:
             candidate = root / f"{name}-{n}"
 
 
-def environment_info() -> dict[str, str]:
+def environment_info() -> dict[str, str | None]:
     """Library versions and machine facts recorded with every run."""
     import keras
     import numpy
@@ -217,7 +218,27 @@ def environment_info() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_name(),
+        "commit": source_commit(),
     }
+
+
+def source_commit() -> str | None:
+    """The git commit of the cifar-cnn source in use, with ``-dirty`` if it has uncommitted
+    changes; None when it is not a git checkout (an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root,
+                              check=False).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except OSError:  # no git program
+        return None
+    return (sha + ("-dirty" if dirty else "")) if sha else None
 
 
 def cpu_name() -> str:

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from cifar_cnn import train
-from cifar_cnn.data import CifarData, load_cifar10
-from tests.conftest import shared_cifar10
+from cifar_cnn.data import CifarData
 
 pytestmark = pytest.mark.integration
 
@@ -21,11 +20,6 @@ README_FINGERPRINTS = {
     "test_images": "52a9dc125982c0440d5eed87474b2f521e96c45a98df08e4329aa42c692b9d9d",
     "test_labels": "a054c239a40ee7f2a5745e7e4bc11a51e9cb40c98134b602c1068e6a207487c6",
 }
-
-
-@pytest.fixture(scope="module")
-def cifar10() -> CifarData:
-    return load_cifar10(shared_cifar10())
 
 
 def test_loader_reproduces_readme_fingerprints(cifar10: CifarData) -> None:

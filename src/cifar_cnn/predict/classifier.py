@@ -70,8 +70,9 @@ class Classifier:
         self.input_size = (int(shape[2]), int(shape[1]))  # (width, height) as Pillow counts
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Classifier:
-        """Load from a run directory, or from a ``.keras`` file (beside a metadata.json if any).
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Classifier:
+        """Load from a run directory, or from a ``.keras`` file (beside a metadata.json if any);
+        None loads the packaged default model (`cifar_cnn.pretrained.default_run`).
 
         The model is loaded in Keras' safe mode (no arbitrary code from the file).
 
@@ -80,6 +81,10 @@ class Classifier:
         """
         import keras
 
+        if path is None:
+            from cifar_cnn.pretrained import default_run
+
+            path = default_run()
         p = Path(path)
         if p.is_dir():
             run = RunDir(p)

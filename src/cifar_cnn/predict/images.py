@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import glob
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cifar_cnn.errors import ImageError
+from cifar_cnn.errors import ImageError, ImageTooLargeError
 
 # Shown to users in docs and --help: the one way new images are prepared.
 RESIZE_METHOD = (
@@ -74,7 +76,7 @@ def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (32, 32), *
 
     Raises:
         ImageError: naming the file and saying what is wrong: missing, a directory, not a
-            readable image, or over the pixel limit.
+            readable image, or over the pixel limit (`ImageTooLargeError`).
     """
     p = Path(path)
     if p.is_dir():
@@ -82,13 +84,43 @@ def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (32, 32), *
                          "to `cifar-cnn predict`, which reads it recursively.")
     if not p.is_file():
         raise ImageError(f"{p}: no such file.")
-    too_big = (f"is over the limit of {max_pixels:,} pixels (a decompression bomb, or a very "
-               "large image); shrink it first, or raise --max-pixels.")
+    return _decode(p, str(p), size, max_pixels)
+
+
+def decode_image(data: bytes, name: str, size: tuple[int, int] = (32, 32), *,
+                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """`load_image` for the bytes of an image file (an upload, a request body).
+
+    Args:
+        data: the whole file, e.g. the bytes of a PNG or JPEG.
+        name: what error messages call it (the uploaded file's name).
+        size: ``(width, height)`` of the model's input.
+        max_pixels: refuse images with more pixels than this, before decoding them.
+
+    Raises:
+        ImageError: naming `name` and saying what is wrong: empty, not a readable image,
+            truncated, or over the pixel limit (`ImageTooLargeError`).
+
+    Example:
+        >>> decode_image(Path("cat.png").read_bytes(), "cat.png").shape  # doctest: +SKIP
+        (32, 32, 3)
+    """
+    if not data:
+        raise ImageError(f"{name}: is empty (0 bytes); send the bytes of an image file.")
+    return _decode(io.BytesIO(data), name, size, max_pixels)
+
+
+def _decode(source: Path | BinaryIO, name: str, size: tuple[int, int],
+            max_pixels: int) -> np.ndarray:
+    """The one decoder behind `load_image` and `decode_image`."""
+    limit = f"over the limit of {max_pixels:,} pixels"
+    advice = ("It may be a decompression bomb, or a very large image: shrink it first, or "
+              "raise --max-pixels.")
     try:
-        with Image.open(p) as im:
+        with Image.open(source) as im:
             w, h = im.size
             if w * h > max_pixels:
-                raise ImageError(f"{p}: {w} x {h} pixels {too_big}")
+                raise ImageTooLargeError(f"{name}: {w} x {h} pixels is {limit}. {advice}")
             im.seek(0)
             side = min(w, h)
             if side > 4 * max(size):  # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale
@@ -98,11 +130,14 @@ def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (32, 32), *
     except ImageError:
         raise
     except Image.DecompressionBombError as e:  # Pillow refuses even to open it
-        raise ImageError(f"{p}: the image {too_big} ({e})") from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"{p}: not a readable image ({type(e).__name__}: {e}).") from e
-    except Exception as e:  # e.g. Pillow's DecompressionBombError, a decoder's own error
-        raise ImageError(f"{p}: could not be decoded ({type(e).__name__}: {e}).") from e
+        raise ImageTooLargeError(f"{name}: the image is {limit} (Pillow: {e}) {advice}") from e
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image (not in a format Pillow reads: PNG, "
+                         "JPEG, BMP, GIF, WebP, TIFF...).") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"{name}: not a readable image ({type(e).__name__}: {e}).") from e
+    except Exception as e:  # a decoder's own error
+        raise ImageError(f"{name}: could not be decoded ({type(e).__name__}: {e}).") from e
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[tuple[str, str | None]]:

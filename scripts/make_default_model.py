@@ -1,0 +1,88 @@
+"""Pack a trained run as the package's default model and record its provenance.
+
+Packs RUN compactly (`cifar_cnn.pretrained.pack_run`) into src/cifar_cnn/pretrained/<name>/,
+measures the packed model on the full 10,000-image test set (with the recipe's TTA,
+calibrated) and on the fixed 1,000-image subset the tests check (the first 100 test images
+of each class), and writes both, the SHA-256s and how it was trained into its metadata.json.
+
+Usage (how the shipped model was made; see README "The default model"):
+    cifar-cnn train --recipe fast94 --seed 0 --data ../shared/datasets/cifar10 --name fast94-seed0
+    python scripts/make_default_model.py runs/fast94-seed0 --data ../shared/datasets/cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+SUBSET_PER_CLASS = 100
+
+
+def subset_indices(labels: np.ndarray, per_class: int = SUBSET_PER_CLASS) -> np.ndarray:
+    """The first `per_class` indices of each class, in class order."""
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class]
+                           for c in range(int(labels.max()) + 1)])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path)
+    p.add_argument("--data", required=True)
+    p.add_argument("--name", default="fast94")
+    p.add_argument("--trained-commit", default=None,
+                   help="the cifar-cnn commit RUN was trained with (default: from its metadata)")
+    args = p.parse_args()
+
+    from cifar_cnn import evaluate
+    from cifar_cnn.data import load_cifar10
+    from cifar_cnn.files import write_json
+    from cifar_cnn.predict import Classifier
+    from cifar_cnn.pretrained import pack_run
+    from cifar_cnn.runs import RunDir
+
+    out = Path(__file__).resolve().parents[1] / "src" / "cifar_cnn" / "pretrained" / args.name
+    packed = pack_run(args.run, out)
+    metrics = evaluate(packed.path, data=args.data, report=False)
+    ds = load_cifar10(args.data)
+    idx = subset_indices(ds.y_test)
+    clf = Classifier.load(packed.path)
+    subset_acc = float((clf.predict(ds.x_test[idx]).argmax(1) == ds.y_test[idx]).mean())
+    source = RunDir(args.run).read_metadata()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip()
+    trained_commit = args.trained_commit or source.get("environment", {}).get("commit", "?")
+    meta = packed.read_metadata()
+    meta["name"] = args.name
+    meta["provenance"] = {
+        "trained_with": (f"cifar-cnn train --recipe {source['recipe']['name']} --seed "
+                         f"{source['settings']['seed']} (cifar-cnn commit "
+                         f"{trained_commit})"),
+        "packed_by": f"python scripts/make_default_model.py (commit {commit})",
+        "cpu": source.get("environment", {}).get("cpu"),
+        "train_seconds": source.get("train_seconds"),
+        "source_model_sha256": sha256(RunDir(args.run).model),
+        "model_sha256": sha256(packed.model),
+        "weights": "float16 for arrays of 4,096+ values, float32 for the rest",
+        "test_accuracy": metrics["accuracy"],
+        "test_accuracy_note": (f"all {metrics['num_images']} test images, TTA "
+                               f"{metrics.get('tta') or 'none'}, the packed model"),
+        "test_ece_calibrated": metrics.get("ece_calibrated"),
+        "subset_accuracy": subset_acc,
+        "subset": f"first {SUBSET_PER_CLASS} test images of each class (1,000), recipe's TTA",
+    }
+    write_json(packed.metadata, meta)
+    print(f"{packed.model}: {packed.model.stat().st_size / 1e6:.2f} MB, sha256 "
+          f"{meta['provenance']['model_sha256']}; test accuracy {metrics['accuracy']:.4f}, "
+          f"subset {subset_acc:.4f}")
+
+
+if __name__ == "__main__":
+    main()

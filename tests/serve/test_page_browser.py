@@ -1,0 +1,209 @@
+"""The web page at ``GET /`` of ``cifar-cnn serve``, end to end in headless Chromium.
+
+Starts a real ``python -m cifar_cnn serve`` subprocess on a free port, opens ``/`` with
+Playwright and uploads images through the file input. Needs Playwright for Python and a
+Chromium binary (Debian: ``apt-get install chromium``). Without them the test is skipped
+locally but fails under CI (``CI`` set), where both are expected to exist.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+STARTUP_TIMEOUT_S = 180.0
+RESULT_TIMEOUT_MS = 60_000
+BAD_FILE = {"name": "x.png", "mimeType": "image/png", "buffer": b"not an image"}
+
+
+def _missing(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must install it")
+    pytest.skip(message)
+
+
+def find_browser() -> str:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    _missing(f"no headless browser found (looked for {', '.join(BROWSERS)})")
+    raise AssertionError("unreachable")
+
+
+def png_bytes(width: int = 64, height: int = 48) -> bytes:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+@pytest.fixture(scope="module")
+def playwright_browser():
+    executable = find_browser()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a real ``cifar-cnn serve`` subprocess serving ``tiny_run``."""
+    run = Path(getattr(tiny_run, "path", tiny_run))
+    port = free_port()
+    logs = tmp_path_factory.mktemp("serve-logs")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
+               CIFAR_CNN_CACHE=str(tmp_path_factory.mktemp("serve-cache")))
+    env.pop("CIFAR_CNN_DATA", None)
+    command = [sys.executable, "-m", "cifar_cnn", "serve", str(run),
+               "--host", "127.0.0.1", "--port", str(port)]
+    with (logs / "serve.log").open("w+b") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    pytest.fail(f"serve exited with {process.returncode}:\n"
+                                f"{log.read().decode(errors='replace')[-3000:]}")
+                try:
+                    if get_json(base + "/readyz")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"serve not ready after {STARTUP_TIMEOUT_S:.0f}s:\n"
+                                f"{log.read().decode(errors='replace')[-3000:]}")
+                time.sleep(0.5)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def open_page(playwright_browser, server: str):
+    """Opens ``/`` at a viewport; records page errors and any request off the server."""
+    pages = []
+
+    def _open(width: int = 1200, height: int = 800):
+        page = playwright_browser.new_page(viewport={"width": width, "height": height})
+        page.set_default_timeout(RESULT_TIMEOUT_MS)
+        page.problems = []
+        page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
+        page.on("request", lambda request: None if request.url.startswith(
+            (server, "data:", "blob:")) else page.problems.append(f"external: {request.url}"))
+        page.goto(server + "/")
+        pages.append(page)
+        return page
+
+    yield _open
+    for page in pages:
+        page.close()
+
+
+def class_names(tiny_run) -> list[str]:
+    run = Path(getattr(tiny_run, "path", tiny_run))
+    return list(json.loads((run / "metadata.json").read_text(encoding="utf-8"))["class_names"])
+
+
+def test_page_classifies_an_uploaded_png(open_page, server, tiny_run, tmp_path: Path) -> None:
+    page = open_page()
+    _, model = get_json(server + "/v1/model")
+    page.wait_for_function(
+        "name => document.getElementById('model').textContent.includes(name)",
+        arg=str(model["name"]))
+
+    page.set_input_files("input[type=file]", files=[
+        {"name": "picture.png", "mimeType": "image/png", "buffer": png_bytes()}])
+    card = page.locator("[data-testid=result][data-status=done]")
+    card.wait_for()
+
+    label = card.get_attribute("data-label")
+    assert label in class_names(tiny_run)
+    bars = card.locator("[data-testid=bar]")
+    assert bars.count() == 10
+    classes = [bars.nth(i).get_attribute("data-class") for i in range(10)]
+    probs = [float(bars.nth(i).get_attribute("data-probability")) for i in range(10)]
+    assert sorted(classes) == sorted(class_names(tiny_run))
+    assert sum(probs) == pytest.approx(1.0, abs=1e-3)
+    assert probs == sorted(probs, reverse=True)
+    assert label == classes[0]
+    assert card.locator(".label").inner_text().lower() == label
+    assert page.locator("[data-testid=error]").count() == 0
+    assert page.problems == []
+    page.wait_for_timeout(500)  # let the bars finish growing
+    page.screenshot(path=str(tmp_path / "serve_page.png"), full_page=True)
+
+
+def test_page_shows_the_servers_error_for_a_non_image(open_page, server) -> None:
+    page = open_page()
+    direct = page.request.post(server + "/v1/predict", multipart={"files": BAD_FILE})
+    assert 400 <= direct.status < 500
+    message = direct.json()["error"]
+    assert message
+
+    page.set_input_files("input[type=file]", files=[BAD_FILE])
+    error = page.locator("[data-testid=result][data-status=error] [data-testid=error]")
+    error.wait_for()
+    assert error.inner_text().strip() == message.strip()
+    assert [p for p in page.problems if not p.startswith("page error")] == []
+
+
+def test_page_fits_a_phone_screen(open_page, tmp_path: Path) -> None:
+    page = open_page(375, 740)
+    page.set_input_files("input[type=file]", files=[
+        {"name": "a-rather-long-file-name-from-a-phone-camera-20240101-123456.png",
+         "mimeType": "image/png", "buffer": png_bytes()},
+        BAD_FILE,
+    ])
+    page.locator("[data-testid=result][data-status=done]").wait_for()
+    page.locator("[data-testid=error]").wait_for()
+    page.wait_for_timeout(500)  # let the bars finish growing
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    pick = page.locator("label[for]").first.bounding_box()
+    assert pick and pick["height"] >= 44 and pick["width"] >= 200
+    page.screenshot(path=str(tmp_path / "serve_page_phone.png"), full_page=True)
