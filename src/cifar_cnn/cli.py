@@ -105,10 +105,21 @@ def _is_run(path: str) -> bool:
     return p.suffix == ".keras"
 
 
+def _looks_like_missing_run(path: str) -> bool:
+    """A first argument that names nothing and cannot be an image or a pattern: a mistyped
+    run, better reported as such than as an unreadable image."""
+    import glob
+
+    from cifar_cnn.predict.images import IMAGE_SUFFIXES
+
+    p = Path(path)
+    return not p.exists() and p.suffix.lower() not in IMAGE_SUFFIXES and not glob.has_magic(path)
+
+
 def _run_and_inputs(items: Sequence[str]) -> tuple[str | None, list[str]]:
     """``[RUN] IMAGE...``: a leading run directory or .keras file is the model (None: the
     packaged default); the rest are inputs."""
-    if _is_run(items[0]):
+    if _is_run(items[0]) or (len(items) > 1 and _looks_like_missing_run(items[0])):
         if len(items) == 1:
             raise CifarCnnError(f"No images given: {items[0]} is a run; add image files, "
                                 "directories or patterns after it.")
