@@ -138,6 +138,22 @@ def test_batches_cut_while_the_model_is_busy_are_merged() -> None:
     assert [r[0, 0] for r in results] == [0, 1, 2, 3, 4, 5, 6]
 
 
+def test_a_queued_batch_is_split_request_by_request_to_fill_a_call() -> None:
+    model = FakeModel(delay=0.2)
+
+    async def go(b: DynamicBatcher):
+        first = asyncio.ensure_future(b.submit(images(0)))
+        await asyncio.sleep(0.05)  # the model is busy with image 0 from here on
+        one = asyncio.ensure_future(b.submit(images(1)))
+        await asyncio.sleep(0.01)  # cut alone after 1 ms
+        three = [asyncio.ensure_future(b.submit(images(v))) for v in (2, 3, 4)]  # one batch
+        return await asyncio.gather(first, one, *three)
+
+    results = run(go, model, max_batch_size=3, max_wait_ms=1)
+    assert model.calls == [(1, None), (3, None), (1, None)]  # 1 + 2 of the 3, then the last
+    assert [r[0, 0] for r in results] == [0, 1, 2, 3, 4]
+
+
 def test_a_failing_batch_fails_only_its_requests() -> None:
     model = FakeModel(fail_on=99)
 

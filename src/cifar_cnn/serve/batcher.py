@@ -126,20 +126,31 @@ class DynamicBatcher:
         the same mode (up to `max_batch_size` images) into one call, so a slow model call
         is followed by a full batch rather than many small ones.
         """
-        later: deque[_Batch | None] = deque()  # taken off the queue, not merged
+        later: deque[_Batch | None] = deque()  # taken off the queue, not (all) used yet
         while (batch := later.popleft() if later else self._ready.get()) is not None:
             parts, size = list(batch.parts), batch.size
-            while size < self.max_batch_size and not later:
-                try:
-                    more = self._ready.get_nowait()
-                except queue.Empty:
-                    break
-                if more is not None and more.tta == batch.tta and (
-                        size + more.size <= self.max_batch_size):
-                    parts += more.parts
-                    size += more.size
+            while size < self.max_batch_size:
+                if later:
+                    more = later.popleft()
                 else:
-                    later.append(more)
+                    try:
+                        more = self._ready.get_nowait()
+                    except queue.Empty:
+                        break
+                if more is None or more.tta != batch.tta:
+                    later.appendleft(more)
+                    break
+                rest = _Batch(more.tta)
+                for part in more.parts:  # whole requests' parts, up to the limit
+                    if size + len(part[0]) <= self.max_batch_size and not rest.parts:
+                        parts.append(part)
+                        size += len(part[0])
+                    else:
+                        rest.parts.append(part)
+                        rest.size += len(part[0])
+                if rest.parts:
+                    later.appendleft(rest)
+                    break
             self._call(batch.tta, parts)
 
     def _call(self, tta: str | None, parts: list[tuple[np.ndarray, asyncio.Future]]) -> None:
