@@ -176,6 +176,11 @@ def test_page_classifies_an_uploaded_png(open_page, server, tiny_run, tmp_path: 
     assert page.locator("[data-testid=error]").count() == 0
     assert page.problems == []
     page.wait_for_timeout(500)  # let the bars finish growing
+    # What is drawn: each bar's fill spans its probability's share of the track.
+    drawn = card.locator("[data-testid=bar] .track").evaluate_all(
+        "tracks => tracks.map(t => t.firstElementChild.getBoundingClientRect().width"
+        " / t.getBoundingClientRect().width)")
+    assert drawn == pytest.approx(probs, abs=0.02)
     page.screenshot(path=str(tmp_path / "serve_page.png"), full_page=True)
 
 
