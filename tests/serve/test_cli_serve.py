@@ -67,6 +67,37 @@ def test_serve_answers_then_stops_cleanly_on_sigterm(tiny_run: Path) -> None:
     assert "Traceback" not in err and "error" not in err.lower(), err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_lets_an_in_flight_request_finish(tiny_run: Path) -> None:
+    import threading
+
+    port = free_port()
+    # A lone image waits 1.5 s for company in the batcher: long enough to be in flight.
+    proc = serve(str(tiny_run), "--port", str(port), "--max-wait-ms", "1500")
+    try:
+        assert first_line(proc).startswith("Serving tiny")
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        answers: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: answers.append(httpx.post(
+            f"{base}/v1/predict", files=[("files", ("cat.png", image_bytes(), "image/png"))],
+            timeout=60)))
+        request.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        request.join(timeout=60)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [a.status_code for a in answers] == [200], err
+    assert answers[0].json()["predictions"][0]["file"] == "cat.png"
+    assert proc.returncode == 0, err
+
+
 def test_garbage_model_is_refused_with_one_clear_line(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "broken"
     shutil.copytree(tiny_run, run)
