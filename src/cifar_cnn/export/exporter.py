@@ -185,7 +185,8 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
     model = keras.saving.load_model(src.model, compile=False, safe_mode=True)
     reference = graph.float32_model(model, export_layers=False)
     ref_probs = predict_probs(reference, ds.x_test)
-    run_probs = ref_probs if model.dtype_policy.name == "float32" else predict_probs(
+    run_precision = graph.precision(model)
+    run_probs = ref_probs if run_precision == "float32" else predict_probs(
         model, ds.x_test)
     if temperature is not None:
         ref_probs = apply_temperature(ref_probs, temperature)
@@ -208,7 +209,7 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
 
         runner, _, _ = open_export(model_path)
         report = parity.compare(ref_probs, runner.predict(ds.x_test), ds.y_test, quantize)
-        report.extra["keras_model_dtype"] = model.dtype_policy.name
+        report.extra["keras_model_dtype"] = run_precision
         report.extra["keras_model_accuracy"] = float(np.mean(run_probs.argmax(1) == ds.y_test))
         report.extra["reference"] = ("the run's Keras model in float32 (its own layers), "
                                      "calibrated probabilities, no test-time augmentation")
@@ -228,7 +229,7 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
             "source": {"run": str(src.path.resolve()), "name": meta.get("name"),
                        "model_sha256": sha256_file(src.model),
                        "recipe": meta.get("recipe", {}).get("name"),
-                       "dtype": model.dtype_policy.name,
+                       "dtype": run_precision,
                        "recipe_tta": meta.get("recipe", {}).get("tta")},
             "environment": {**environment_info(), "packages": _versions()},
             "parity": report.summary(),

@@ -47,3 +47,11 @@ def float32_model(model: Any, *, export_layers: bool = True) -> Any:
     new = cls.from_config(cfg)
     new.set_weights([np.asarray(w) for w in model.get_weights()])
     return new
+
+
+def precision(model: Any) -> str:
+    """The dtype policy `model`'s layers compute in: a run stores it per layer, so the
+    model's own policy says float32 even for a ``mixed_bfloat16`` run."""
+    names = [layer.dtype_policy.name for layer in model.layers
+             if layer.dtype_policy.name != "float32"]
+    return max(set(names), key=names.count) if names else "float32"
