@@ -132,9 +132,17 @@ def _run_and_inputs(items: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_cnn.predict import MAX_PIXELS, Classifier
+    from cifar_cnn.predict.runtimes import export_format
 
     run, inputs = _run_and_inputs(args.inputs)
     clf = Classifier.load(run)
+    if not args.verbose and run is not None and export_format(run) == "litert":
+        import numpy as np
+
+        # LiteRT logs creating its XNNPACK delegate on the first call; make that call here.
+        w, h = clf.input_size
+        with _native_stderr_hidden():
+            clf.model.predict(np.zeros((1, h, w, 3), np.uint8))
     calibrated = False if args.uncalibrated else (True if args.calibrated else None)
     results = clf.predict_files(inputs, top_k=args.top_k, tta=args.tta,
                                 calibrated=calibrated, batch_size=args.batch_size,
@@ -168,12 +176,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cifar_cnn.errors import ExportParityError
     from cifar_cnn.export import export_run
 
-    try:
-        result = export_run(args.run, args.format, quantize=args.quantize, out=args.out,
-                            data=args.data, seed=args.seed)
-    except ExportParityError as e:
-        print(f"error: {e}", file=sys.stderr)
-        print(json.dumps(e.report, indent=2), file=sys.stderr)
+    failed = None
+    # Converters log on the native stderr: hidden, and replayed if the export crashes.
+    with contextlib.nullcontext() if args.verbose else _native_stderr_hidden():
+        try:
+            result = export_run(args.run, args.format, quantize=args.quantize, out=args.out,
+                                data=args.data, seed=args.seed)
+        except ExportParityError as e:  # the numbers say it all
+            failed = e
+    if failed is not None:
+        print(f"error: {failed}", file=sys.stderr)
+        print(json.dumps(failed.report, indent=2), file=sys.stderr)
         return 1
     print(f"Exported {result.path} ({result.metadata['parity']}; within "
           f"{_limits(result.parity.limits)})")
