@@ -97,9 +97,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _is_run(path: str) -> bool:
+    from cifar_cnn.predict.runtimes import export_format
     from cifar_cnn.runs import METADATA_FILE, MODEL_FILE
 
     p = Path(path)
+    if export_format(p) is not None:  # exported: SavedModel folder, .tflite, .onnx
+        return True
     if p.is_dir():
         return (p / MODEL_FILE).is_file() or (p / METADATA_FILE).is_file()
     return p.suffix == ".keras"
@@ -129,9 +132,17 @@ def _run_and_inputs(items: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_cnn.predict import MAX_PIXELS, Classifier
+    from cifar_cnn.predict.runtimes import export_format
 
     run, inputs = _run_and_inputs(args.inputs)
     clf = Classifier.load(run)
+    if not args.verbose and run is not None and export_format(run) == "litert":
+        import numpy as np
+
+        # LiteRT logs creating its XNNPACK delegate on the first call; make that call here.
+        w, h = clf.input_size
+        with _native_stderr_hidden():
+            clf.model.predict(np.zeros((1, h, w, 3), np.uint8))
     calibrated = False if args.uncalibrated else (True if args.calibrated else None)
     results = clf.predict_files(inputs, top_k=args.top_k, tta=args.tta,
                                 calibrated=calibrated, batch_size=args.batch_size,
@@ -159,6 +170,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"{failed} of {total} inputs could not be read; the others were predicted.",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cifar_cnn.errors import ExportParityError
+    from cifar_cnn.export import export_run
+
+    failed = None
+    # Converters log on the native stderr: hidden, and replayed if the export crashes.
+    with contextlib.nullcontext() if args.verbose else _native_stderr_hidden():
+        try:
+            result = export_run(args.run, args.format, quantize=args.quantize, out=args.out,
+                                data=args.data, seed=args.seed)
+        except ExportParityError as e:  # the numbers say it all
+            failed = e
+    if failed is not None:
+        print(f"error: {failed}", file=sys.stderr)
+        print(json.dumps(failed.report, indent=2), file=sys.stderr)
+        return 1
+    print(f"Exported {result.path} ({result.metadata['parity']}; within "
+          f"{_limits(result.parity.limits)})")
+    print(f"Next: cifar-cnn predict {result.path} IMAGE")
+    return 0
+
+
+def _limits(limits: dict[str, float | None]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in limits.items() if v is not None)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -273,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", parents=[common], help="class probabilities for image files")
     p.add_argument("inputs", nargs="+", metavar="[RUN] IMAGE",
-                   help="optionally a run directory or .keras model file first (default: the "
-                        "packaged fast94 model), then image files (PNG, JPEG, BMP, GIF, "
-                        "WebP, TIFF...), directories (read recursively) or glob patterns")
+                   help="optionally a run directory, .keras model file or export (SavedModel "
+                        "folder, .tflite, .onnx) first (default: the packaged fast94 model), "
+                        "then image files (PNG, JPEG, BMP, GIF, WebP, TIFF...), directories "
+                        "(read recursively) or glob patterns")
     p.add_argument("--top-k", type=int, default=3, help="classes to list per image (default 3)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true",
@@ -299,6 +337,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "(decompression bombs; default: cifar_cnn.predict.MAX_PIXELS, 80 "
                         "megapixels)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", parents=[common],
+                       help="a run's model as a SavedModel, LiteRT or ONNX file, checked "
+                            "against the Keras model on the test set")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--format", choices=["savedmodel", "litert", "onnx"], default="savedmodel",
+                   help="savedmodel (TF Serving; uint8 pixels or encoded images), litert "
+                        "(.tflite) or onnx (default savedmodel)")
+    p.add_argument("--quantize", choices=["float16", "int8"],
+                   help="litert only: float16 weights, or full-integer int8 (activation "
+                        "ranges from a few hundred training images)")
+    p.add_argument("--out", help="export folder (default RUN/export/FORMAT[-QUANTIZE]); "
+                                 "replaced only when the new export passes")
+    p.add_argument("--data", help=data_help.replace("(default: $CIFAR_CNN_DATA, else "
+                                                    "download once)",
+                                                    "(default: the run's training data)")
+                   + "; its test set gates the export")
+    p.add_argument("--seed", type=int, default=0,
+                   help="picks int8's representative images (default 0)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", parents=[common],
                        help="an HTTP prediction service (also TensorFlow Serving's REST API)")

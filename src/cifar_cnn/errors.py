@@ -25,3 +25,11 @@ class ImageTooLargeError(ImageError):
 
 class ConfigError(CifarCnnError, ValueError):
     """A setting is invalid: an unknown recipe, model or augmentation, or an out-of-range value."""
+
+
+class ExportParityError(CifarCnnError):
+    """An exported model does not predict as its Keras model does; nothing was written."""
+
+    def __init__(self, message: str, report: dict | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}

@@ -5,12 +5,13 @@ variant of a network (another norm, conv or activation) is built through public 
 """
 
 from cifar_cnn.layers.fused_batch_norm import FusedBatchNormalization
-from cifar_cnn.layers.fused_gelu import FusedGELU
+from cifar_cnn.layers.fused_gelu import ErfGELU, FusedGELU
 from cifar_cnn.layers.partial_dirac import PartialDirac
 from cifar_cnn.layers.patch_whitening import PatchWhitening
 from cifar_cnn.layers.small_map_conv import SmallMapConv2D
 
 __all__ = [
+    "ErfGELU",
     "FusedBatchNormalization",
     "FusedGELU",
     "PartialDirac",

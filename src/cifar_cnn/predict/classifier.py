@@ -17,6 +17,7 @@ from cifar_cnn.data.sources import CLASS_NAMES
 from cifar_cnn.errors import ConfigError, ImageError, RunError
 from cifar_cnn.files import read_json
 from cifar_cnn.predict.images import MAX_PIXELS, expand_inputs, load_image, prepare_image
+from cifar_cnn.predict.runtimes import export_format, open_export
 from cifar_cnn.runs import RunDir
 from cifar_cnn.tta import predict_probs, tta_mode
 
@@ -60,12 +61,18 @@ class Classifier:
     """
 
     def __init__(self, model: Any, class_names: Sequence[str], *, tta: bool | str = False,
-                 temperatures: dict[str, float] | None = None, source: str = "") -> None:
+                 temperatures: dict[str, float] | None = None, source: str = "",
+                 baked_temperature: float | None = None) -> None:
         self.model = model
         self.class_names = tuple(class_names)
         self.tta = tta_mode(tta)  # the run's default test-time augmentation, or None
         self.temperatures = dict(temperatures or {})  # {tta key: temperature}
         self.source = source
+        # An export computes calibrated probabilities itself (`cifar_cnn.export`): the
+        # temperature it applies, for no test-time augmentation; None for a Keras model.
+        self.baked_temperature = baked_temperature
+        if baked_temperature is not None:
+            self.temperatures = {tta_key(None): baked_temperature}
         shape = model.input_shape
         self.input_size = (int(shape[2]), int(shape[1]))  # (width, height) as Pillow counts
 
@@ -73,6 +80,11 @@ class Classifier:
     def load(cls, path: str | os.PathLike[str] | None = None) -> Classifier:
         """Load from a run directory, or from a ``.keras`` file (beside a metadata.json if any);
         None loads the packaged default model (`cifar_cnn.pretrained.default_run`).
+
+        An exported model (`cifar_cnn.export`) loads too: a SavedModel folder, a ``.tflite``
+        or ``.onnx`` file (or the folder holding it), run by its own runtime with the same
+        preprocessing; its probabilities are calibrated in the graph, without test-time
+        augmentation.
 
         The model is loaded in Keras' safe mode (no arbitrary code from the file).
 
@@ -86,6 +98,8 @@ class Classifier:
 
             path = default_run()
         p = Path(path)
+        if export_format(p) is not None:
+            return cls._load_export(p)
         if p.is_dir():
             run = RunDir(p)
             model_file = run.model
@@ -108,6 +122,15 @@ class Classifier:
                         if run.calibration.is_file() else {})
         return cls(model, names, tta=meta.get("recipe", {}).get("tta", False),
                    temperatures=temperatures, source=str(model_file))
+
+    @classmethod
+    def _load_export(cls, path: Path) -> Classifier:
+        runner, meta, model_path = open_export(path)
+        n_out = len(meta.get("class_names") or CLASS_NAMES)
+        names = meta.get("class_names") or [f"class_{i}" for i in range(n_out)]
+        output = meta.get("output", {})
+        baked = output.get("temperature") if output.get("calibrated") else None
+        return cls(runner, names, tta=False, source=str(model_path), baked_temperature=baked)
 
     def _batch(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim == 4:
@@ -165,7 +188,14 @@ class Classifier:
             RunError: if `calibrated` is True but the run has no calibration.
         """
         mode = tta_mode(tta, self.tta)
+        if mode is not None and self.baked_temperature is not None:
+            raise RunError(f"{self.source} is an export calibrated for no test-time "
+                           f"augmentation, which is not in its graph. Received: tta={mode!r}; "
+                           "use tta=False (--no-tta), or the run's .keras model.")
         probs = predict_probs(self.model, self._batch(images), tta=mode)
+        if self.baked_temperature is not None:
+            want = calibrated is not False
+            return probs if want else apply_temperature(probs, 1.0 / self.baked_temperature)
         if calibrated or (calibrated is None and self.is_calibrated):
             probs = self.calibrate(probs, tta=mode)
         return probs

@@ -1,0 +1,252 @@
+"""`export_run`: one run's model as a SavedModel, LiteRT or ONNX file, gated on parity.
+
+Every export is written into a temporary folder beside its destination, run on the test
+set by its own runtime and compared with the Keras model (`cifar_cnn.export.parity`);
+only an export that passes is moved into place, with ``metadata.json`` and
+``parity.json`` beside the model.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifar_cnn.calibration import apply_temperature, temperatures_from
+from cifar_cnn.data import CifarData, load_cifar10
+from cifar_cnn.data.sources import sha256_file
+from cifar_cnn.errors import ConfigError, ExportParityError
+from cifar_cnn.export import graph, litert, onnx, parity, savedmodel
+from cifar_cnn.files import read_json, write_json
+from cifar_cnn.predict.images import RESIZE_METHOD, prepare_image
+from cifar_cnn.predict.runtimes import (
+    EXPORT_FILES,
+    EXPORT_METADATA_FILE,
+    PARITY_FILE,
+    open_export,
+)
+from cifar_cnn.runs import environment_info, open_run
+from cifar_cnn.tta import predict_probs
+
+FORMATS = {  # format -> the quantizations it offers
+    "savedmodel": (None,),
+    "litert": litert.QUANTIZATIONS,
+    "onnx": (None,),
+}
+REPRESENTATIVE_SIZE = 300  # training images that set int8's activation ranges
+_PACKAGES = ("tensorflow", "keras", "ai-edge-litert", "tf2onnx", "onnx", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export is, what it records, and how it compared with the Keras model."""
+
+    path: Path  # the SavedModel folder, or the .tflite / .onnx file
+    metadata: dict[str, Any]
+    parity: parity.ParityReport
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _test_images(data: str | os.PathLike[str] | CifarData | None,
+                 recorded: str | None) -> CifarData:
+    source = data if data is not None else recorded
+    if source is None:
+        raise ConfigError("The parity gate runs the export on the test set, and this run "
+                          "recorded no data path: give --data (the CIFAR-10 archive or "
+                          "folder). Received: data=None")
+    return load_cifar10(source)
+
+
+def _representative(ds: CifarData, n: int, seed: int) -> np.ndarray:
+    """`n` training images, the same number from each class where possible."""
+    rng = np.random.default_rng(seed)
+    per_class = max(1, n // ds.num_classes)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(ds.y_train == c))[:per_class]
+                          for c in range(ds.num_classes)])
+    return ds.x_train[np.sort(idx)]
+
+
+def measure_serve_bytes(sm_path: Path, images: np.ndarray) -> dict[str, Any]:
+    """How far ``serve_bytes``' in-graph decoding is from `prepare_image` (Pillow).
+
+    Each image is enlarged to a few sizes and aspect ratios, written as PNG and as JPEG
+    (quality 90), then prepared both ways. Returns pixel-level differences (0..255) and the
+    largest probability difference between ``serve_bytes`` and ``serving_default`` on
+    Pillow's pixels.
+    """
+    import tensorflow as tf
+    from PIL import Image
+
+    loaded = tf.saved_model.load(str(sm_path))
+    size = int(images.shape[1])
+    files, pillow = [], []
+    for i, (w, h) in enumerate([(48, 40), (75, 100), (160, 120), (400, 300), (301, 640)]):
+        im = Image.fromarray(images[i % len(images)]).resize((w, h), Image.Resampling.BILINEAR)
+        for fmt in ("PNG", "JPEG"):
+            buf = io.BytesIO()
+            im.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+            files.append((f"{w}x{h}.{fmt.lower()}", buf.getvalue()))
+            with Image.open(io.BytesIO(buf.getvalue())) as f:  # as _decode: draft, then fit
+                side = min(f.size)
+                if side > 4 * size:
+                    s = 4 * size / side
+                    f.draft(None, (int(f.size[0] * s) + 1, int(f.size[1] * s) + 1))
+                pillow.append(prepare_image(f, (size, size)))
+    ref = np.stack(pillow).astype(np.int32)
+    graph_px = np.stack([savedmodel.decode_like_pillow(tf.constant(d), size).numpy()
+                         for _, d in files]).astype(np.int32)
+    diff = np.abs(ref - graph_px)
+    p_bytes = loaded.signatures["serve_bytes"](images=tf.constant([d for _, d in files]))
+    p_pixels = loaded.signatures["serving_default"](pixels=tf.constant(np.stack(pillow)))
+    return {
+        "images": [name for name, _ in files],
+        "max_pixel_diff": int(diff.max()),
+        "mean_pixel_diff": round(float(diff.mean()), 4),
+        "max_pixel_diff_per_image": [int(d.max()) for d in diff],
+        "max_abs_prob_diff_vs_pillow": float(np.abs(p_bytes["probs"].numpy()
+                                                    - p_pixels["probs"].numpy()).max()),
+        "not_covered": "EXIF orientation, transparency (alpha is dropped, not composited "
+                       "over white), 16-bit images; TIFF does not decode",
+    }
+
+
+def _replace(stage: Path, out: Path) -> None:
+    """Move `stage` to `out`, replacing an earlier export there."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".old-{out.name}-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(stage, out)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
+               quantize: str | None = None, out: str | os.PathLike[str] | None = None,
+               data: str | os.PathLike[str] | CifarData | None = None,
+               seed: int = 0) -> ExportResult:
+    """Export a trained run's model, keeping it only if it passes the parity gate.
+
+    Args:
+        run: a run directory (`cifar_cnn.predict.default_run()` for the packaged model).
+        format: "savedmodel", "litert" or "onnx".
+        quantize: LiteRT only: None (float32), "float16" or "int8".
+        out: the export folder (default ``RUN/export/FORMAT[-QUANTIZE]``); it holds the model
+            (the SavedModel itself, or ``model.tflite`` / ``model.onnx``), metadata.json and
+            parity.json. An earlier export there is replaced, only on success.
+        data: CIFAR-10 for the gate's test images and int8's representative images
+            (default: the path the run was trained from).
+        seed: picks the representative images.
+
+    Returns:
+        An `ExportResult`.
+
+    Raises:
+        ConfigError: for an unknown format or quantization, or no data.
+        ExportParityError: when the export does not predict as the Keras model; its
+            ``report`` holds the numbers, and nothing is written to `out`.
+
+    Example:
+        >>> export_run("runs/fast94", "litert", quantize="int8")  # doctest: +SKIP
+    """
+    import keras
+
+    if format not in FORMATS:
+        raise ConfigError(f"Unknown export format {format!r}; choose from "
+                          f"{', '.join(FORMATS)}. Received: format={format!r}")
+    if quantize not in FORMATS[format]:
+        raise ConfigError(f"{format} exports offer quantize="
+                          f"{', '.join(str(q) for q in FORMATS[format])}. "
+                          f"Received: quantize={quantize!r}")
+    src = open_run(run)
+    meta = src.read_metadata()
+    ds = _test_images(data, meta.get("settings", {}).get("data"))
+    temps = temperatures_from(read_json(src.calibration)) if src.calibration.is_file() else {}
+    temperature = temps.get("none")
+    name = format + (f"-{quantize}" if quantize else "")
+    out = Path(out) if out is not None else src.path / "export" / name
+
+    model = keras.saving.load_model(src.model, compile=False, safe_mode=True)
+    reference = graph.float32_model(model, export_layers=False)
+    ref_probs = predict_probs(reference, ds.x_test)
+    run_precision = graph.precision(model)
+    run_probs = ref_probs if run_precision == "float32" else predict_probs(
+        model, ds.x_test)
+    if temperature is not None:
+        ref_probs = apply_temperature(ref_probs, temperature)
+    export_model = graph.float32_model(model)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".tmp-{out.name}-", dir=out.parent) as tmp:
+        stage = Path(tmp) / "stage"
+        sm_path = stage if format == "savedmodel" else Path(tmp) / "savedmodel"
+        stage.mkdir()
+        if format != "litert":
+            savedmodel.write_savedmodel(export_model, sm_path, temperature=temperature or 1.0)
+        model_path = stage if format == "savedmodel" else stage / EXPORT_FILES[format]
+        if format == "litert":
+            rep = _representative(ds, REPRESENTATIVE_SIZE, seed) if quantize == "int8" else None
+            model_path.write_bytes(litert.convert(export_model, quantize, rep,
+                                                  temperature=temperature or 1.0))
+        elif format == "onnx":
+            onnx.convert(sm_path, model_path)
+
+        runner, _, _ = open_export(model_path)
+        report = parity.compare(ref_probs, runner.predict(ds.x_test), ds.y_test, quantize)
+        report.extra["keras_model_dtype"] = run_precision
+        report.extra["keras_model_accuracy"] = float(np.mean(run_probs.argmax(1) == ds.y_test))
+        report.extra["reference"] = ("the run's Keras model in float32 (its own layers), "
+                                     "calibrated probabilities, no test-time augmentation")
+        report.extra["test_images"] = ds.source
+        export_meta = {
+            "format": format,
+            "quantization": quantize,
+            "model_file": None if format == "savedmodel" else model_path.name,
+            "class_names": list(meta.get("class_names") or ds.class_names),
+            "input": {**meta.get("input", {}), "shape": list(model.input_shape[1:]),
+                      "dtype": "uint8", "range": [0, 255],
+                      "preprocessing": RESIZE_METHOD + " (done by the caller)"},
+            "output": {"name": "probs", "calibrated": temperature is not None,
+                       "temperature": temperature, "tta": None,
+                       "note": "calibrated for no test-time augmentation; TTA is not in the "
+                               "graph"},
+            "source": {"run": str(src.path.resolve()), "name": meta.get("name"),
+                       "model_sha256": sha256_file(src.model),
+                       "recipe": meta.get("recipe", {}).get("name"),
+                       "dtype": run_precision,
+                       "recipe_tta": meta.get("recipe", {}).get("tta")},
+            "environment": {**environment_info(), "packages": _versions()},
+            "parity": report.summary(),
+        }
+        if format == "savedmodel":
+            export_meta["signatures"] = {
+                "serving_default": "pixels: uint8 (N, H, W, 3) -> probs: float32 (N, C)",
+                "serve_bytes": "images: string (N,) encoded PNG/JPEG/GIF/BMP -> probs",
+            }
+            export_meta["serve_bytes"] = measure_serve_bytes(stage, ds.x_test[:5])
+        write_json(stage / EXPORT_METADATA_FILE, export_meta)
+        write_json(stage / PARITY_FILE, report.to_dict())
+        if not report.passed:
+            raise ExportParityError(
+                f"The {name} export does not predict as the Keras model "
+                f"({'; '.join(report.failures)}): {report.summary()}. Nothing was written "
+                f"to {out}.", report.to_dict())
+        _replace(stage, out)
+    final = out if format == "savedmodel" else out / EXPORT_FILES[format]
+    return ExportResult(final, export_meta, report)

@@ -1,0 +1,132 @@
+"""Running exported models (`cifar_cnn.export`): a SavedModel folder, a .tflite or .onnx file.
+
+Each runner takes uint8 pixel batches ``(N, H, W, 3)`` and returns the probabilities the
+export computes (calibrated when its metadata.json says so), through the same
+``predict(x, batch_size=..., verbose=0)`` and ``input_shape`` a Keras model has, so
+`cifar_cnn.tta.predict_probs` and `Classifier` use them unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifar_cnn.errors import RunError
+from cifar_cnn.files import read_json
+
+EXPORT_METADATA_FILE = "metadata.json"  # beside the model (inside a SavedModel folder)
+PARITY_FILE = "parity.json"
+SAVEDMODEL_FILE = "saved_model.pb"
+EXPORT_FILES = {"litert": "model.tflite", "onnx": "model.onnx"}
+_SUFFIXES = {".tflite": "litert", ".onnx": "onnx"}
+
+
+def export_format(path: str | os.PathLike[str]) -> str | None:
+    """"savedmodel", "litert" or "onnx" for an exported model at `path`, else None.
+
+    `path` may be the SavedModel folder, the .tflite/.onnx file, or the folder
+    `cifar-cnn export` wrote it into.
+    """
+    p = Path(path)
+    if p.suffix.lower() in _SUFFIXES:
+        return _SUFFIXES[p.suffix.lower()]
+    if (p / SAVEDMODEL_FILE).is_file():
+        return "savedmodel"
+    for fmt, name in EXPORT_FILES.items():
+        if (p / name).is_file():
+            return fmt
+    return None
+
+
+class SavedModelRunner:
+    """An exported SavedModel's ``serving_default`` signature."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import tensorflow as tf
+
+        self._fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+        (self._input, spec), = self._fn.structured_input_signature[1].items()
+        self.input_shape = tuple(spec.shape)
+
+    def predict(self, x: np.ndarray, batch_size: int = 500, verbose: int = 0) -> np.ndarray:
+        import tensorflow as tf
+
+        return np.concatenate([
+            self._fn(**{self._input: tf.constant(x[i:i + batch_size])})["probs"].numpy()
+            for i in range(0, len(x), batch_size)])
+
+
+class LiteRTRunner:
+    """A ``.tflite`` model in ai_edge_litert's Interpreter."""
+
+    def __init__(self, path: str | os.PathLike[str], num_threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._it = Interpreter(model_path=str(path), num_threads=num_threads)
+        self._in = self._it.get_input_details()[0]
+        self._out = self._it.get_output_details()[0]
+        self.input_shape = (None, *(int(d) for d in self._in["shape"][1:]))
+        self._batch = 0
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if len(x) != self._batch:
+            self._it.resize_tensor_input(self._in["index"], [len(x), *self.input_shape[1:]])
+            self._it.allocate_tensors()
+            self._batch = len(x)
+        self._it.set_tensor(self._in["index"], x.astype(self._in["dtype"]))
+        self._it.invoke()
+        return self._it.get_tensor(self._out["index"]).copy()
+
+    def predict(self, x: np.ndarray, batch_size: int = 500, verbose: int = 0) -> np.ndarray:
+        return np.concatenate([self._run(x[i:i + batch_size])
+                               for i in range(0, len(x), batch_size)])
+
+
+class OnnxRunner:
+    """A ``.onnx`` model in an onnxruntime CPU session."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import onnxruntime as ort
+
+        self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0]
+        self._dtype = np.uint8 if "uint8" in self._input.type else np.float32
+        self.input_shape = (None, *(int(d) for d in self._input.shape[1:]))
+
+    def predict(self, x: np.ndarray, batch_size: int = 500, verbose: int = 0) -> np.ndarray:
+        return np.concatenate([
+            self._session.run(None, {self._input.name: x[i:i + batch_size].astype(
+                self._dtype)})[0] for i in range(0, len(x), batch_size)])
+
+
+_RUNNERS = {"savedmodel": SavedModelRunner, "litert": LiteRTRunner, "onnx": OnnxRunner}
+
+
+def open_export(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], Path]:
+    """``(runner, metadata, model path)`` for an exported model (see `export_format`).
+
+    Raises:
+        RunError: if `path` is no export, or its runtime cannot load it.
+    """
+    p = Path(path)
+    fmt = export_format(p)
+    if fmt is None:
+        raise RunError(f"{p} is not an exported model: expected a SavedModel folder, a "
+                       ".tflite or .onnx file, or a folder written by `cifar-cnn export`.")
+    if fmt != "savedmodel" and p.is_dir():
+        p = p / EXPORT_FILES[fmt]
+    folder = p if fmt == "savedmodel" else p.parent
+    meta_file = folder / EXPORT_METADATA_FILE
+    meta = read_json(meta_file) if meta_file.is_file() else {}
+    try:
+        runner = _RUNNERS[fmt](p)
+    except ImportError as e:
+        raise RunError(f"{p} needs {e.name}, which is not installed: "
+                       "pip install 'cifar-cnn[export]'.") from e
+    except Exception as e:
+        raise RunError(f"{p} could not be loaded as a {fmt} model "
+                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from e
+    return runner, meta, p
