@@ -65,7 +65,8 @@ class LiteRTRunner:
     def __init__(self, path: str | os.PathLike[str], num_threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._it = Interpreter(model_path=str(path), num_threads=num_threads)
+        # One thread per core, as TensorFlow and onnxruntime use by default.
+        self._it = Interpreter(model_path=str(path), num_threads=num_threads or os.cpu_count())
         self._in = self._it.get_input_details()[0]
         self._out = self._it.get_output_details()[0]
         self.input_shape = (None, *(int(d) for d in self._in["shape"][1:]))
