@@ -75,7 +75,7 @@ def measure(model_path: str, data: str | None, calls: int, repeats: int) -> dict
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", metavar="RUN=EXPORTS",
+    p.add_argument("runs", nargs="*", metavar="RUN=EXPORTS",
                    help="a run directory and the folder holding its exports")
     p.add_argument("--data", default=None)
     p.add_argument("--calls", type=int, default=300)
@@ -85,6 +85,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.data, args.calls, args.repeats)))
         return
+    if not args.runs:
+        p.error("give at least one RUN=EXPORTS")
 
     results: dict[str, Any] = {}
     for spec in args.runs:
