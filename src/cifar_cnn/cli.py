@@ -348,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["float16", "int8"],
                    help="litert only: float16 weights, or full-integer int8 (activation "
                         "ranges from a few hundred training images)")
-    p.add_argument("--out", help="export folder (default RUN/export/FORMAT[-QUANTIZE]); "
+    p.add_argument("--out", help="export folder (default RUN/export/FORMAT[-QUANTIZE]; for "
+                                 "the packaged model exports/fast94/... in this directory); "
                                  "replaced only when the new export passes")
     p.add_argument("--data", help=data_help.replace("(default: $CIFAR_CNN_DATA, else "
                                                     "download once)",

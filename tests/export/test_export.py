@@ -168,3 +168,13 @@ def test_erf_gelu_matches_fused_gelu() -> None:
     x = np.random.default_rng(0).normal(0, 3, (4, 8, 8, 5)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(ErfGELU()(x)), np.asarray(FusedGELU()(x)),
                                atol=1e-6)
+
+
+def test_the_packaged_model_exports_outside_the_package(trained_run) -> None:
+    from pathlib import Path
+
+    from cifar_cnn.export.exporter import default_out
+    from cifar_cnn.predict import default_run
+
+    assert default_out(default_run(), "onnx") == Path("exports") / default_run().name / "onnx"
+    assert default_out(trained_run, "onnx") == trained_run / "export" / "onnx"

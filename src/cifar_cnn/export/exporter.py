@@ -22,7 +22,7 @@ import numpy as np
 from cifar_cnn.calibration import apply_temperature, temperatures_from
 from cifar_cnn.data import CifarData, load_cifar10
 from cifar_cnn.data.sources import sha256_file
-from cifar_cnn.errors import ConfigError, ExportParityError
+from cifar_cnn.errors import ConfigError, ExportParityError, RunError
 from cifar_cnn.export import graph, litert, onnx, parity, savedmodel
 from cifar_cnn.files import read_json, write_json
 from cifar_cnn.predict.images import RESIZE_METHOD, prepare_image
@@ -137,6 +137,18 @@ def _replace(stage: Path, out: Path) -> None:
         shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
+def default_out(run: Path, name: str) -> Path:
+    """``RUN/export/NAME``; for the packaged default model, which lives inside the installed
+    package (perhaps read-only), ``exports/<model>/NAME`` in the working directory."""
+    from cifar_cnn.pretrained import default_run
+
+    try:
+        packaged = run.resolve() == default_run().resolve()
+    except RunError:  # installed without the default model
+        packaged = False
+    return Path("exports") / run.name / name if packaged else run / "export" / name
+
+
 def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
                quantize: str | None = None, out: str | os.PathLike[str] | None = None,
                data: str | os.PathLike[str] | CifarData | None = None,
@@ -147,7 +159,8 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
         run: a run directory (`cifar_cnn.predict.default_run()` for the packaged model).
         format: "savedmodel", "litert" or "onnx".
         quantize: LiteRT only: None (float32), "float16" or "int8".
-        out: the export folder (default ``RUN/export/FORMAT[-QUANTIZE]``); it holds the model
+        out: the export folder (default ``RUN/export/FORMAT[-QUANTIZE]``, see `default_out`);
+            it holds the model
             (the SavedModel itself, or ``model.tflite`` / ``model.onnx``), metadata.json and
             parity.json. An earlier export there is replaced, only on success.
         data: CIFAR-10 for the gate's test images and int8's representative images
@@ -180,7 +193,7 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
     temps = temperatures_from(read_json(src.calibration)) if src.calibration.is_file() else {}
     temperature = temps.get("none")
     name = format + (f"-{quantize}" if quantize else "")
-    out = Path(out) if out is not None else src.path / "export" / name
+    out = Path(out) if out is not None else default_out(src.path, name)
 
     model = keras.saving.load_model(src.model, compile=False, safe_mode=True)
     reference = graph.float32_model(model, export_layers=False)
