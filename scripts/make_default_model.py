@@ -13,7 +13,6 @@ Usage (how the shipped model was made; see README "The default model"):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 from pathlib import Path
 
@@ -28,10 +27,6 @@ def subset_indices(labels: np.ndarray, per_class: int = SUBSET_PER_CLASS) -> np.
                            for c in range(int(labels.max()) + 1)])
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
@@ -43,7 +38,7 @@ def main() -> None:
 
     from cifar_cnn import evaluate
     from cifar_cnn.data import load_cifar10
-    from cifar_cnn.files import write_json
+    from cifar_cnn.files import sha256_file, write_json
     from cifar_cnn.predict import Classifier
     from cifar_cnn.pretrained import pack_run
     from cifar_cnn.runs import RunDir
@@ -68,8 +63,8 @@ def main() -> None:
         "packed_by": f"python scripts/make_default_model.py (commit {commit})",
         "cpu": source.get("environment", {}).get("cpu"),
         "train_seconds": source.get("train_seconds"),
-        "source_model_sha256": sha256(RunDir(args.run).model),
-        "model_sha256": sha256(packed.model),
+        "source_model_sha256": sha256_file(RunDir(args.run).model),
+        "model_sha256": sha256_file(packed.model),
         "weights": "float16 for arrays of 4,096+ values, float32 for the rest",
         "test_accuracy": metrics["accuracy"],
         "test_accuracy_note": (f"all {metrics['num_images']} test images, TTA "

@@ -6,7 +6,6 @@ raises :class:`~cifar_cnn.errors.DataError` naming the offending file when somet
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from cifar_cnn.errors import DataError
+from cifar_cnn.files import sha256_file
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # The SHA-256 Keras publishes for this archive (keras.datasets.cifar10).
@@ -155,15 +155,6 @@ def download_archive(
             f"CIFAR-10: {HOW_TO_PROVIDE}."
         ) from e
     return Path(path)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _BatchUnpickler(pickle.Unpickler):

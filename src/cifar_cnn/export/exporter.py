@@ -21,10 +21,9 @@ import numpy as np
 
 from cifar_cnn.calibration import apply_temperature, temperatures_from
 from cifar_cnn.data import CifarData, load_cifar10
-from cifar_cnn.data.sources import sha256_file
 from cifar_cnn.errors import ConfigError, ExportParityError, RunError
 from cifar_cnn.export import graph, litert, onnx, parity, savedmodel
-from cifar_cnn.files import read_json, write_json
+from cifar_cnn.files import read_json, sha256_file, write_json
 from cifar_cnn.predict.images import RESIZE_METHOD, prepare_image
 from cifar_cnn.predict.runtimes import (
     EXPORT_FILES,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from cifar_cnn.errors import ConfigError, ImageError, ImageTooLargeError
-from cifar_cnn.files import read_json
+from cifar_cnn.files import read_json, sha256_file
 from cifar_cnn.predict import (
     MAX_PIXELS,
     Classifier,
@@ -78,11 +77,7 @@ class Limits:
 
 def file_version(path: Path) -> str:
     """The first 12 hex digits of the SHA-256 of a file: changes whenever the model does."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
+    return sha256_file(path)[:12]
 
 
 class ModelService:
