@@ -32,7 +32,8 @@ def assert_quiet(stderr: str) -> None:
 @pytest.mark.parametrize("recipe", list_recipes())
 def test_every_recipe_is_usable_from_fresh_processes(recipe: str, folder_dataset: Path,
                                                      tmp_path: Path) -> None:
-    """Train one short epoch, then evaluate, predict and load in processes of their own."""
+    """Train one short epoch, then evaluate, predict, load, export and serve, each in a
+    process of its own."""
     r = cli("train", "--recipe", recipe, "--epochs", "1", "--batch-size", "32", "--data",
             str(folder_dataset), "--runs-dir", str(tmp_path), "--no-monitor")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -68,6 +69,46 @@ def test_every_recipe_is_usable_from_fresh_processes(recipe: str, folder_dataset
                           capture_output=True, text=True, timeout=300)
     assert bare.returncode == 0, bare.stderr
     assert "(2, 10)" in bare.stdout
+
+    image = next((folder_dataset / "test").rglob("*.png"))
+    ex = cli("export", str(run), "--format", "litert", "--out", str(tmp_path / "litert"))
+    assert ex.returncode == 0, ex.stdout + ex.stderr  # gated on the run's own test images
+    pe = cli("predict", str(tmp_path / "litert"), str(image), "--json")
+    assert pe.returncode == 0, pe.stderr
+    assert sum(json.loads(pe.stdout)[0]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+    _serve_answers(run, image)
+
+
+def _serve_answers(run: Path, image: Path) -> None:
+    """`cifar-cnn serve RUN` in its own process labels `image`, then stops on SIGTERM."""
+    import signal
+    import time
+
+    import httpx
+
+    from tests.serve.test_cli_serve import first_line, free_port, serve
+
+    port = free_port()
+    proc = serve(str(run), "--port", str(port))
+    try:
+        assert first_line(proc).startswith("Serving "), proc.poll()
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        r = httpx.post(f"{base}/v1/predict", content=image.read_bytes(),
+                       headers={"Content-Type": "image/png"}, timeout=60)
+        assert r.status_code == 200, r.text
+        (pred,) = r.json()["predictions"]
+        assert sum(pred["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
 
 
 @pytest.fixture(scope="module")
