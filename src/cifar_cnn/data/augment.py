@@ -13,6 +13,29 @@ from PIL import Image
 from cifar_cnn.errors import ConfigError
 
 AUGMENTATIONS = ("flip", "flip_translate", "alternating_flip_translate")
+SIZE_MODES = ("crop", "resize")
+
+
+def images_per_epoch(num_train: int, batch_size: int, augmentation: str | None) -> int:
+    """Training images seen per epoch: `AlternatingFlipTranslate` drops the remainder."""
+    if augmentation == "alternating_flip_translate":
+        return num_train // batch_size * batch_size
+    return num_train
+
+
+def random_crops(images: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random `size` x `size` window of each image, at the images' own scale."""
+    n, h, w, _ = images.shape
+    windows = np.lib.stride_tricks.sliding_window_view(images, (size, size), axis=(1, 2))
+    oy = rng.integers(0, h - size + 1, n)
+    ox = rng.integers(0, w - size + 1, n)
+    return np.ascontiguousarray(windows[np.arange(n), oy, ox].transpose(0, 2, 3, 1))
+
+
+def downscale(images: np.ndarray, size: int) -> np.ndarray:
+    """The images resized to `size` x `size` (area averaging), as uint8."""
+    x = tf.image.resize(tf.cast(images, tf.float32), (size, size), "area")
+    return np.asarray(tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8))
 
 
 def jpeg_roundtrip(images: np.ndarray, quality: int) -> np.ndarray:
@@ -48,6 +71,17 @@ def soften(images: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8))
 
 
+def check_sizes(sizes: tuple[int, ...], mode: str, image_size: tuple[int, int]) -> None:
+    """Raise `ConfigError` unless `sizes` fit in images of `image_size` and `mode` is known."""
+    if mode not in SIZE_MODES:
+        raise ConfigError(f"size_mode must be one of {', '.join(SIZE_MODES)}. "
+                          f"Received: size_mode={mode!r}")
+    bad = [s for s in sizes if not 8 <= int(s) <= min(image_size)]
+    if bad:
+        raise ConfigError(f"Training image sizes must be between 8 and the image side "
+                          f"({min(image_size)}). Received: {list(sizes)}")
+
+
 class AlternatingFlipTranslate(keras.utils.PyDataset):
     """Shuffled batches with airbench's augmentation, made per batch with NumPy.
 
@@ -73,6 +107,12 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
             soft as a photo downscaled to 32x32 can look. Applied before JPEG.
         one_hot: number of classes to one-hot encode labels to (0: keep integer labels).
         first_epoch: the epoch training starts at (after a resume).
+        sizes: the side of the training images in each epoch (progressive resizing, which
+            saves work where most of the early learning happens); epochs past the list, and
+            all of them if it is empty, train at full size. Applied last, after JPEG.
+        size_mode: how a smaller image is made: ``"crop"`` (a random window at the
+            original scale, so objects keep the size they have at test time) or
+            ``"resize"`` (the whole image, downscaled).
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, translate: int = 2,
@@ -80,7 +120,8 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
                  jpeg_quality: tuple[int, int] = (30, 95), jpeg_epochs: int | None = None,
                  soften: float = 0.0,
                  soften_scale: float = 0.5, seed: int = 0, one_hot: int = 0,
-                 first_epoch: int = 0) -> None:
+                 first_epoch: int = 0, sizes: tuple[int, ...] = (),
+                 size_mode: str = "crop") -> None:
         super().__init__()
         if len(x) < batch_size:
             raise ConfigError(f"batch_size {batch_size} is larger than the {len(x)} training "
@@ -99,6 +140,8 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         self.jpeg, self.jpeg_quality = jpeg, (int(lo), int(hi))
         self.jpeg_epochs = jpeg_epochs
         self.soften, self.soften_scale = soften, soften_scale
+        check_sizes(sizes, size_mode, x.shape[1:3])
+        self.sizes, self.size_mode = tuple(int(s) for s in sizes), size_mode
         self.epoch = first_epoch
         self._start_epoch()
 
@@ -135,11 +178,36 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
                 part = sel[groups == g]
                 if len(part):
                     batch[part] = jpeg_roundtrip(batch[part], q)
+        size = self.sizes[self.epoch] if self.epoch < len(self.sizes) else None
+        if size is not None and (size, size) != (h, w):
+            batch = (random_crops(batch, size, rng) if self.size_mode == "crop"
+                     else downscale(batch, size))
         return batch, self.y[idx]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self._start_epoch()
+
+    def to_tf_dataset(self) -> tf.data.Dataset:
+        """The batches as a ``tf.data.Dataset``: one pass over it is one epoch.
+
+        Unlike Keras' own wrapping of a ``PyDataset`` (which fixes the image size it sees in
+        the first batches), the image height and width may change between epochs, as
+        progressive resizing needs. Each pass ends by moving on to the next epoch.
+        """
+        images, labels = self[0]
+
+        def epoch() -> Any:
+            for i in range(len(self)):
+                yield self[i]
+            self.on_epoch_end()
+
+        side = None if self.sizes else images.shape[1]
+        signature = (tf.TensorSpec((None, side, side, images.shape[-1]), images.dtype),
+                     tf.TensorSpec((None, *labels.shape[1:]), labels.dtype))
+        ds = tf.data.Dataset.from_generator(epoch, output_signature=signature)
+        return ds.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(
+            tf.data.AUTOTUNE)
 
 
 def make_train_dataset(
@@ -152,6 +220,8 @@ def make_train_dataset(
     num_classes: int = 0,
     first_epoch: int = 0,
     options: dict[str, Any] | None = None,
+    sizes: tuple[int, ...] = (),
+    size_mode: str = "crop",
 ) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset | Any:
     """The training input for ``model.fit``.
 
@@ -169,6 +239,8 @@ def make_train_dataset(
         num_classes: if > 0, labels are one-hot encoded (needed for label smoothing).
         options: keyword arguments of `AlternatingFlipTranslate` (``translate``,
             ``alternate``); only that augmentation takes any.
+        sizes, size_mode: progressive resizing (see `AlternatingFlipTranslate`); only that
+            augmentation does it.
 
     Raises:
         ConfigError: for an unknown augmentation name, or options it does not take.
@@ -182,11 +254,15 @@ def make_train_dataset(
     if set(options) - known:
         raise ConfigError(f"Augmentation {augmentation!r} takes no option(s) "
                           f"{', '.join(sorted(set(options) - known))}.")
+    if sizes and augmentation != "alternating_flip_translate":
+        raise ConfigError("Progressive resizing (train_sizes) needs the "
+                          f"'alternating_flip_translate' augmentation, not {augmentation!r}.")
     if augmentation is None and not num_classes:
         return x, y
     if augmentation == "alternating_flip_translate":
         return AlternatingFlipTranslate(x, y, batch_size, seed=seed, one_hot=num_classes,
-                                        first_epoch=first_epoch, **options)
+                                        first_epoch=first_epoch, sizes=sizes,
+                                        size_mode=size_mode, **options)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augmentation:

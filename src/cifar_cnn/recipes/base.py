@@ -41,6 +41,13 @@ class Recipe:
     label_smoothing: float = 0.0
     augmentation: str | None = None  # see cifar_cnn.data.augment
     augmentation_options: dict[str, Any] = field(default_factory=dict)  # ditto
+    # Progressive resizing: the side of the training images in each epoch, from the first;
+    # epochs past the list train at full size. Smaller images cost less work (quadratically)
+    # where most of the early learning happens. "crop" takes a random window at the
+    # original scale, "resize" downscales the whole image. Needs the
+    # "alternating_flip_translate" augmentation and a network that takes any image size.
+    train_sizes: tuple[int, ...] = ()
+    train_size_mode: str = "crop"
     precision: str = "float32"  # a Keras dtype policy: "float32" or "mixed_bfloat16"
     # Test-time augmentation at evaluation / prediction: False, "flip" (True means the same)
     # or "flip_translate" (flips of the image and of two 1-pixel shifts of it).
@@ -69,6 +76,13 @@ class Recipe:
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError("warmup_fraction must be in [0, 1). "
                               f"Received: warmup_fraction={self.warmup_fraction}")
+        if len(self.train_sizes) > self.epochs:
+            raise ConfigError(f"train_sizes lists {len(self.train_sizes)} epochs, more than the "
+                              f"recipe's {self.epochs}. Received: {list(self.train_sizes)}")
+        if self.train_sizes and self.augmentation != "alternating_flip_translate":
+            raise ConfigError("train_sizes (progressive resizing) needs the "
+                              "'alternating_flip_translate' augmentation. Received: "
+                              f"augmentation={self.augmentation!r}")
         if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
             raise ConfigError("precision must be 'float32', 'mixed_bfloat16' or "
                              f"'mixed_float16'. Received: precision={self.precision!r}")
@@ -134,7 +148,10 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = {k: v for k, v in d.items() if k in known}
+        if "train_sizes" in d:  # a JSON list
+            d["train_sizes"] = tuple(d["train_sizes"])
+        return cls(**d)
 
 
 def register_recipe(recipe: Recipe | Callable[[], Recipe]) -> Recipe:

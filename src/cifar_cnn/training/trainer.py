@@ -16,7 +16,7 @@ import numpy as np
 
 from cifar_cnn.calibration import fit_calibration
 from cifar_cnn.data import CifarData, load_cifar10, split_validation
-from cifar_cnn.data.augment import make_train_dataset
+from cifar_cnn.data.augment import AlternatingFlipTranslate, make_train_dataset
 from cifar_cnn.errors import RunError
 from cifar_cnn.files import atomic_path, write_json
 from cifar_cnn.models import create_model, data_dependent_init
@@ -24,6 +24,7 @@ from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
 from cifar_cnn.training.callbacks import EpochTensorBoard, Progress
 from cifar_cnn.training.checkpoints import EpochCheckpoint, latest_epoch, restore
+from cifar_cnn.training.work import forward_flops, train_flops, train_sizes
 from cifar_cnn.tta import TTA_MODES, predict_probs
 
 
@@ -156,6 +157,8 @@ def _fit(net: keras.Model, r: Recipe, run: RunDir, train_data: Any, splits: _Spl
     if isinstance(train_data, tuple):  # plain arrays: let Keras batch and shuffle
         inputs = {"x": train_data[0], "y": train_data[1], "batch_size": r.batch_size,
                   "shuffle": True}
+    elif isinstance(train_data, AlternatingFlipTranslate):  # image size may change
+        inputs = {"x": train_data.to_tf_dataset(), "shuffle": False}
     else:
         inputs = {"x": train_data, "shuffle": False}  # the pipeline shuffles
     return net.fit(**inputs, epochs=r.epochs, initial_epoch=epochs_done,
@@ -194,7 +197,8 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         train_data = make_train_dataset(
             splits.x_train, splits.y_train, r.batch_size, r.augmentation, seed=seed,
             num_classes=ds.num_classes if r.label_smoothing > 0 else 0,
-            first_epoch=epochs_done, options=r.augmentation_options)
+            first_epoch=epochs_done, options=r.augmentation_options, sizes=r.train_sizes,
+            size_mode=r.train_size_mode)
         steps = (len(train_data) if isinstance(train_data, keras.utils.PyDataset)
                  else int(np.ceil(len(splits.x_train) / r.batch_size)))
         net = build_model(r, ds.num_classes, ds.image_shape, steps)
@@ -204,6 +208,8 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         data_dependent_init(net, splits.x_train[np.sort(sample)])
         if epochs_done:
             restore(net, run.checkpoints, epochs_done)
+        if r.train_sizes:  # smaller images in early epochs: any height and width, for now
+            net.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: ds.image_shape[-1]})
         try:
             history = _fit(net, r, run, train_data, splits, ds.num_classes, steps,
                            epochs_done, verbose, callbacks)
@@ -214,6 +220,8 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
                   f"  cifar-cnn train --resume {run.path}", file=sys.stderr)
             raise
         train_seconds = time.perf_counter() - t0
+        if r.train_sizes:  # the saved model checks its input shape again
+            del net._manual_input_spec  # where Keras keeps a spec that was set
         with atomic_path(run.model) as tmp:
             net.save(tmp)
         return net, history, train_seconds, epochs_done
@@ -314,10 +322,16 @@ def train(
                                 fit_on="validation split" if val_size else "calibration split")
         write_json(run.calibration, calibration)
         meta["calibration"] = {k: v for k, v in calibration.items() if k != "seed"}
+    flops = train_flops(r, len(splits.x_train), num_classes=ds.num_classes,
+                        image_shape=ds.image_shape, model=net)
     meta.update(
         status="complete",
         epochs_done=r.epochs,
         train_seconds=round(train_seconds, 3),  # this process's fit time
+        # The whole run's (resumed or not), counted from layer shapes: see training.work.
+        work={"train_pflops": round(flops / 1e15, 6),
+              "forward_gflops_per_image": round(forward_flops(net) / 1e9, 4),
+              "train_sizes": train_sizes(r, ds.image_shape[0])},
         resumed_from_epoch=epochs_done or None,
         final_metrics=_final_metrics(history, splits.monitor),
     )
