@@ -67,10 +67,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             name=args.name,
             resume=args.resume,
             verbose=0 if args.quiet else "auto",
+            strategy=args.strategy,
+            devices=[d for d in (args.devices or "").split(",") if d],
         )
     except KeyboardInterrupt:
         return 130  # train() has said how to resume
-    meta = run.read_metadata()
+    meta = run.read_metadata() if run.metadata.is_file() else {}
+    if meta.get("status") != "complete":  # a multi-worker job's other workers
+        print(f"This worker's part is done; the chief writes {run.path}.")
+        return 0
     fm = meta["final_metrics"]
     monitored = {"validation": "val", "test": "test"}.get(meta["settings"]["monitor"])
     acc = f"; {monitored} accuracy {fm[f'{monitored}_accuracy']:.4f}" if monitored else ""
@@ -295,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN",
                    help="continue an interrupted run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
+                   default="default",
+                   help="tf.distribute: one device (default), all GPUs of this machine "
+                        "(mirrored), or several machines configured by TF_CONFIG "
+                        "(multi-worker; README: Training on several machines)")
+    p.add_argument("--devices", metavar="LIST",
+                   help="with --strategy mirrored: devices such as GPU:0,GPU:1 (more CPU:n "
+                        "than the machine has split its CPU, to try it out)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[common],

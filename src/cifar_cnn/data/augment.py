@@ -113,6 +113,10 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         size_mode: how a smaller image is made: ``"crop"`` (a random window at the
             original scale, so objects keep the size they have at test time) or
             ``"resize"`` (the whole image, downscaled).
+        shard: ``(worker index, number of workers)`` in distributed training: every worker
+            draws the same shuffled batches of `batch_size` images and keeps its own slice
+            of each, so that each image is seen once per epoch across workers; with more
+            than one worker, each worker's shifts and JPEG choices get their own seed.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, translate: int = 2,
@@ -121,7 +125,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
                  soften: float = 0.0,
                  soften_scale: float = 0.5, seed: int = 0, one_hot: int = 0,
                  first_epoch: int = 0, sizes: tuple[int, ...] = (),
-                 size_mode: str = "crop") -> None:
+                 size_mode: str = "crop", shard: tuple[int, int] = (0, 1)) -> None:
         super().__init__()
         if len(x) < batch_size:
             raise ConfigError(f"batch_size {batch_size} is larger than the {len(x)} training "
@@ -141,6 +145,10 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         self.jpeg_epochs = jpeg_epochs
         self.soften, self.soften_scale = soften, soften_scale
         check_sizes(sizes, size_mode, x.shape[1:3])
+        self.worker, self.num_workers = shard
+        if batch_size % self.num_workers:
+            raise ConfigError(f"batch_size {batch_size} must be a multiple of the "
+                              f"{self.num_workers} workers.")
         self.sizes, self.size_mode = tuple(int(s) for s in sizes), size_mode
         self.epoch = first_epoch
         self._start_epoch()
@@ -154,10 +162,14 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        key = [self.seed, self.epoch, index]
+        if self.num_workers > 1:  # this worker's slice of the global batch
+            part = self.batch_size // self.num_workers
+            idx, key = idx[self.worker * part:(self.worker + 1) * part], [*key, self.worker]
         images, t = self.x[idx], self.translate
         (h, w), batch = images.shape[1:3], np.empty_like(images)
         padded = np.pad(images, ((0, 0), (t, t), (t, t), (0, 0)), mode="reflect")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng(key)
         shifts = rng.integers(0, 2 * t + 1, size=(len(idx), 2))
         for dy in range(2 * t + 1):
             for dx in range(2 * t + 1):
@@ -188,25 +200,35 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         self.epoch += 1
         self._start_epoch()
 
-    def to_tf_dataset(self) -> tf.data.Dataset:
+    def to_tf_dataset(self, replicas: int = 1) -> tf.data.Dataset:
         """The batches as a ``tf.data.Dataset``: one pass over it is one epoch.
 
         Unlike Keras' own wrapping of a ``PyDataset`` (which fixes the image size it sees in
         the first batches), the image height and width may change between epochs, as
         progressive resizing needs. Each pass ends by moving on to the next epoch.
+
+        Args:
+            replicas: split each batch into this many equal consecutive parts, yielded one
+                after the other (tf.distribute hands consecutive elements to this worker's
+                replicas in turn, so together they train on the whole batch).
         """
         images, labels = self[0]
+        if len(labels) % replicas:
+            raise ConfigError(f"A batch of {len(labels)} images per worker does not split "
+                              f"into {replicas} equal parts (one per device); choose a "
+                              "batch size that does.")
 
         def epoch() -> Any:
             for i in range(len(self)):
-                yield self[i]
+                xb, yb = self[i]
+                yield from zip(np.split(xb, replicas), np.split(yb, replicas), strict=True)
             self.on_epoch_end()
 
         side = None if self.sizes else images.shape[1]
         signature = (tf.TensorSpec((None, side, side, images.shape[-1]), images.dtype),
                      tf.TensorSpec((None, *labels.shape[1:]), labels.dtype))
         ds = tf.data.Dataset.from_generator(epoch, output_signature=signature)
-        return ds.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(
+        return ds.apply(tf.data.experimental.assert_cardinality(len(self) * replicas)).prefetch(
             tf.data.AUTOTUNE)
 
 
@@ -222,6 +244,8 @@ def make_train_dataset(
     options: dict[str, Any] | None = None,
     sizes: tuple[int, ...] = (),
     size_mode: str = "crop",
+    shard: tuple[int, int] = (0, 1),
+    replicas: int = 1,
 ) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset | Any:
     """The training input for ``model.fit``.
 
@@ -241,6 +265,12 @@ def make_train_dataset(
             ``alternate``); only that augmentation takes any.
         sizes, size_mode: progressive resizing (see `AlternatingFlipTranslate`); only that
             augmentation does it.
+        shard, replicas: for distributed training, ``(worker index, number of workers)``
+            and this worker's number of devices. Then the result is always a
+            ``tf.data.Dataset`` of per-device batches (``batch_size`` is the global batch
+            over all devices of all workers): this worker's share of each global batch,
+            split into `replicas` consecutive parts, the same number of steps on every
+            worker, and augmentation seeded per worker.
 
     Raises:
         ConfigError: for an unknown augmentation name, or options it does not take.
@@ -257,14 +287,27 @@ def make_train_dataset(
     if sizes and augmentation != "alternating_flip_translate":
         raise ConfigError("Progressive resizing (train_sizes) needs the "
                           f"'alternating_flip_translate' augmentation, not {augmentation!r}.")
-    if augmentation is None and not num_classes:
+    worker, num_workers = shard
+    distributed = num_workers > 1 or replicas > 1
+    if batch_size % (num_workers * replicas):
+        raise ConfigError(f"batch_size {batch_size} must be a multiple of the number of "
+                          f"devices ({num_workers * replicas}) it is split over.")
+    if augmentation is None and not num_classes and not distributed:
         return x, y
     if augmentation == "alternating_flip_translate":
-        return AlternatingFlipTranslate(x, y, batch_size, seed=seed, one_hot=num_classes,
-                                        first_epoch=first_epoch, sizes=sizes,
-                                        size_mode=size_mode, **options)
+        seq = AlternatingFlipTranslate(x, y, batch_size, seed=seed, one_hot=num_classes,
+                                       first_epoch=first_epoch, sizes=sizes,
+                                       size_mode=size_mode, shard=shard, **options)
+        return seq.to_tf_dataset(replicas) if distributed else seq
     ds = tf.data.Dataset.from_tensor_slices((x, y))
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if distributed:  # every worker shuffles alike and keeps its own share
+        ds = ds.shard(num_workers, worker).batch(batch_size // num_workers // replicas,
+                                                 drop_remainder=True)
+        ds = ds.take(len(x) // batch_size * replicas)
+        seed += 1000 * worker
+    else:
+        ds = ds.batch(batch_size)
     if augmentation:
         import keras
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,13 @@ from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
 from cifar_cnn.training.callbacks import EpochTensorBoard, Progress
 from cifar_cnn.training.checkpoints import EpochCheckpoint, latest_epoch, restore
+from cifar_cnn.training.distribute import (
+    Cluster,
+    agree,
+    fit_distributed,
+    make_cluster,
+    sync_batch_norm,
+)
 from cifar_cnn.training.work import forward_flops, train_flops, train_sizes
 from cifar_cnn.tta import TTA_MODES, predict_probs
 
@@ -137,23 +146,40 @@ def _resumable(path: str | os.PathLike[str]) -> tuple[RunDir, dict[str, Any]]:
     return run, meta
 
 
-def _fit(net: keras.Model, r: Recipe, run: RunDir, train_data: Any, splits: _Splits,
-         num_classes: int, steps: int, epochs_done: int, verbose: int,
-         callbacks: Sequence[keras.callbacks.Callback]) -> keras.callbacks.History:
-    """``model.fit`` from `epochs_done` on, with progress, checkpoints, CSV log, TensorBoard."""
+def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any],
+         splits: _Splits, num_classes: int, steps: int, epochs_done: int, verbose: int,
+         callbacks: Sequence[keras.callbacks.Callback],
+         cluster: Cluster | None) -> keras.callbacks.History:
+    """Train from `epochs_done` on, with progress, checkpoints, CSV log and TensorBoard:
+    ``model.fit`` on one device, `fit_distributed` under a strategy (where only the chief
+    writes, so the other workers get the progress display and `callbacks` alone)."""
     validation = None
     if splits.y_val is not None:
         validation = (splits.x_val, keras.utils.to_categorical(splits.y_val, num_classes)
                       if r.label_smoothing > 0 else splits.y_val)
-    _trim_history(run.history, epochs_done)
-    fit_callbacks = [
-        Progress(r.epochs, steps, min(len(splits.x_train), steps * r.batch_size),
-                 verbose=verbose),
-        EpochCheckpoint(run.checkpoints),
-        keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
-        EpochTensorBoard(str(run.tensorboard), write_graph=False),
-        *callbacks,
-    ]
+    progress = Progress(r.epochs, steps, min(len(splits.x_train), steps * r.batch_size),
+                        verbose=verbose)
+    if cluster is None or cluster.chief:
+        _trim_history(run.history, epochs_done)
+        fit_callbacks = [
+            progress,
+            EpochCheckpoint(run.checkpoints),
+            keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
+            EpochTensorBoard(str(run.tensorboard), write_graph=False),
+            *callbacks,
+        ]
+    else:
+        fit_callbacks = [progress, *callbacks]
+    if cluster is not None:
+        def worker_data(context: Any) -> Any:  # this worker's share, per device
+            return make_data(shard=(context.input_pipeline_id, context.num_input_pipelines),
+                             replicas=cluster.local_replicas)
+
+        return fit_distributed(net, cluster, worker_data, epochs=r.epochs,
+                               initial_epoch=epochs_done, steps=steps,
+                               callbacks=fit_callbacks, validation=validation,
+                               validation_batch_size=max(r.batch_size, 256))
+    train_data = make_data()
     if isinstance(train_data, tuple):  # plain arrays: let Keras batch and shuffle
         inputs = {"x": train_data[0], "y": train_data[1], "batch_size": r.batch_size,
                   "shuffle": True}
@@ -180,12 +206,13 @@ def _final_metrics(history: keras.callbacks.History, monitor: str) -> dict[str, 
 
 def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
                    splits: _Splits, *, seed: int, verbose: int,
-                   callbacks: Sequence[keras.callbacks.Callback],
+                   callbacks: Sequence[keras.callbacks.Callback], cluster: Cluster | None,
                    ) -> tuple[keras.Model, keras.callbacks.History, float, int]:
-    """Build, initialise (or restore) and fit the network; save model.keras.
+    """Build, initialise (or restore) and fit the network; save model.keras (the chief).
 
     Returns the network, its history, the training seconds and the epochs done before.
     """
+    chief = cluster is None or cluster.chief
     keras.utils.set_random_seed(seed)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(r.precision)
@@ -194,39 +221,71 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         # tracing and augmentation are all part of it.
         t0 = time.perf_counter()
         epochs_done = latest_epoch(run.checkpoints)
-        train_data = make_train_dataset(
-            splits.x_train, splits.y_train, r.batch_size, r.augmentation, seed=seed,
-            num_classes=ds.num_classes if r.label_smoothing > 0 else 0,
+        if cluster is not None:
+            epochs_done = agree(cluster, epochs_done, "checkpoints")
+        make_data = functools.partial(
+            make_train_dataset, splits.x_train, splits.y_train, r.batch_size, r.augmentation,
+            seed=seed, num_classes=ds.num_classes if r.label_smoothing > 0 else 0,
             first_epoch=epochs_done, options=r.augmentation_options, sizes=r.train_sizes,
             size_mode=r.train_size_mode)
-        steps = (len(train_data) if isinstance(train_data, keras.utils.PyDataset)
-                 else int(np.ceil(len(splits.x_train) / r.batch_size)))
-        net = build_model(r, ds.num_classes, ds.image_shape, steps)
+        n = len(splits.x_train)
+        whole_batches = cluster is not None or r.augmentation == "alternating_flip_translate"
+        steps = n // r.batch_size if whole_batches else int(np.ceil(n / r.batch_size))
+        scope = cluster.strategy.scope if cluster else contextlib.nullcontext
+        with scope():  # variables (the optimizer's too) made under the strategy
+            net = build_model(r, ds.num_classes, ds.image_shape, steps)
         # Data-derived initialisation (e.g. patch whitening) uses 5,000 random training
         # images (folder datasets come sorted by class); a checkpoint then overwrites it.
-        sample = np.random.default_rng(seed).permutation(len(splits.x_train))[:5000]
+        # Outside the strategy's scope, so that each worker computes it alone (alike).
+        sample = np.random.default_rng(seed).permutation(n)[:5000]
         data_dependent_init(net, splits.x_train[np.sort(sample)])
         if epochs_done:
-            restore(net, run.checkpoints, epochs_done)
+            with scope():
+                restore(net, run.checkpoints, epochs_done)
+        sync_batch_norm(net, cluster is not None and cluster.num_replicas > 1)
         if r.train_sizes:  # smaller images in early epochs: any height and width, for now
             net.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: ds.image_shape[-1]})
         try:
-            history = _fit(net, r, run, train_data, splits, ds.num_classes, steps,
-                           epochs_done, verbose, callbacks)
+            history = _fit(net, r, run, make_data, splits, ds.num_classes, steps,
+                           epochs_done, verbose, callbacks, cluster)
         except KeyboardInterrupt:
-            meta["status"] = "interrupted"
-            run.write_metadata(meta)
+            if chief:
+                meta["status"] = "interrupted"
+                run.write_metadata(meta)
             print(f"\nInterrupted. Continue from the last finished epoch with:\n"
                   f"  cifar-cnn train --resume {run.path}", file=sys.stderr)
             raise
         train_seconds = time.perf_counter() - t0
         if r.train_sizes:  # the saved model checks its input shape again
             del net._manual_input_spec  # where Keras keeps a spec that was set
-        with atomic_path(run.model) as tmp:
-            net.save(tmp)
+        sync_batch_norm(net, False)  # the saved model is the same as a one-device run's
+        if chief:
+            with atomic_path(run.model) as tmp:
+                net.save(tmp)
+            if cluster is not None:  # predict alone from here on, without the other workers
+                net = keras.saving.load_model(run.model)
         return net, history, train_seconds, epochs_done
     finally:
         keras.config.set_dtype_policy(previous_policy)
+
+
+def _multi_worker_run(cluster: Cluster, runs_dir: str | os.PathLike[str],
+                      name: str) -> Path | None:
+    """The run directory of a multi-worker job if it is to be resumed, else None.
+
+    Every worker runs the same command, so the directory is ``runs_dir/name`` exactly (no
+    numbering): an unfinished run there is resumed from its last checkpoint, which is how a
+    restarted job carries on. All workers must see the same state (a shared volume).
+    """
+    meta_file = RunDir(Path(runs_dir) / name).metadata
+    state = 0
+    if meta_file.is_file():
+        state = 2 if RunDir(meta_file.parent).read_metadata().get("status") == "complete" else 1
+    state = agree(cluster, state, f"states of the run directory {meta_file.parent}")
+    if state == 2:
+        raise RunError(f"{meta_file.parent} has already finished training; give the job "
+                       "another --name.")
+    return meta_file.parent if state == 1 else None
 
 
 def train(
@@ -247,6 +306,8 @@ def train(
     resume: str | os.PathLike[str] | None = None,
     verbose: int | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    strategy: str = "default",
+    devices: Sequence[str] = (),
 ) -> RunDir:
     """Train a network and write a run directory.
 
@@ -270,6 +331,14 @@ def train(
         verbose: "auto" (a live bar on a terminal, a line per epoch otherwise), 0, 1 or 2.
         callbacks: more Keras callbacks for ``model.fit``, called after cifar-cnn's own
             (progress, checkpoints, history.csv, TensorBoard).
+        strategy: "default" (one device), "mirrored" (the GPUs of this machine, or
+            `devices`) or "multi-worker" (several machines, configured by ``TF_CONFIG``).
+            The recipe's batch size is the global batch, split evenly over all devices, so
+            the learning-rate rule is unchanged (see `cifar_cnn.training.distribute`).
+            Under "multi-worker" every worker runs the same call; the run directory is
+            ``runs_dir/name`` (the recipe's name by default) on storage all workers share,
+            only the chief writes it, and a restarted job resumes its last checkpoint.
+        devices: for "mirrored": device names such as ``["GPU:0", "GPU:1"]``.
 
     Returns:
         The `RunDir` holding model.keras, metadata.json, calibration.json, history.csv,
@@ -279,6 +348,13 @@ def train(
         >>> run = cifar_cnn.train("baseline", epochs=10, data="path/to/cifar10")
         ... # doctest: +SKIP
     """
+    # 0. Where: one device, or the devices and workers of a tf.distribute strategy.
+    cluster = make_cluster(strategy, devices)
+    chief = cluster is None or cluster.chief
+    if cluster is not None and cluster.kind == "multi-worker" and resume is None:
+        resume = _multi_worker_run(cluster, runs_dir,
+                                   name or (recipe if isinstance(recipe, str) else recipe.name))
+
     # 1. What to train: a new run's recipe and settings, or a resumed run's own.
     if resume is not None:
         run, meta = _resumable(resume)
@@ -307,14 +383,25 @@ def train(
         raise RunError(f"The data given differs from the data {run.path} was trained on "
                        "(dataset fingerprints differ); resume with the same --data.")
     if resume is None:
-        run = new_run_dir(runs_dir, name or r.name)
+        if cluster is not None and cluster.kind == "multi-worker":
+            run = RunDir(Path(runs_dir) / (name or r.name))  # the same on every worker
+            if chief:
+                run.path.mkdir(parents=True, exist_ok=True)
+        else:
+            run = new_run_dir(runs_dir, name or r.name)
         meta = _new_metadata(run, r, ds, splits, seed=seed, val_size=val_size,
                              calibration_size=calibration_size, data=data)
-        run.write_metadata(meta)
+        if chief:
+            run.write_metadata(meta)
+    if cluster is not None:
+        meta["distribution"] = cluster.describe()
 
     # 3. Fit, from the last checkpoint on when resuming.
     net, history, train_seconds, epochs_done = _build_and_fit(
-        r, run, meta, ds, splits, seed=seed, verbose=int(verbose), callbacks=callbacks)
+        r, run, meta, ds, splits, seed=seed, verbose=int(verbose), callbacks=callbacks,
+        cluster=cluster)
+    if not chief:
+        return run  # the chief writes the rest
 
     # 4. Bookkeeping: calibration on the held-out images, final metadata.
     if splits.y_hold is not None:
