@@ -89,6 +89,8 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
     record: dict[str, Any] = {"seed": seed, "augmentation_options": recipe.augmentation_options,
                               "train_seconds": round(seconds, 2),
                               "fit_seconds": meta["train_seconds"], "tta": tta,
+                              "train_pflops": meta["work"]["train_pflops"],
+                              "train_sizes": meta["work"]["train_sizes"],
                               "temperature": clf.temperatures, "accuracy": {},
                               "accuracy_tta": {}}
     for name, images in [("png", x)] + [(f"jpeg{q}", jpeg_copy(x, q)) for q in QUALITIES]:
@@ -154,13 +156,14 @@ def main() -> None:
         "mean_ece_raw_tta": mean("ece_raw_tta"),
         "mean_ece_calibrated_tta": mean("ece_calibrated_tta"),
         "mean_train_seconds": mean("train_seconds"),
+        "train_pflops": seeds[0]["train_pflops"],  # counted from layer shapes; every seed alike
         "max_peak_rss_mb": max(s["peak_rss_mb"] for s in seeds),
     }
     path = write_result(f"robustness-{args.recipe}", numbers)
     print(f"{args.recipe} on {args.split}: accuracy {numbers['mean_accuracy']}, with TTA "
           f"{numbers['mean_accuracy_tta']}; ECE raw {numbers['mean_ece_raw_tta']:.4f} -> "
           f"calibrated {numbers['mean_ece_calibrated_tta']:.4f} (TTA); training "
-          f"{numbers['mean_train_seconds']:.1f} s -> {path}")
+          f"{numbers['mean_train_seconds']:.1f} s, {numbers['train_pflops']:.3f} PFLOP -> {path}")
 
 
 if __name__ == "__main__":

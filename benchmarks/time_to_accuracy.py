@@ -81,6 +81,8 @@ def run_seed(recipe: str, seed: int, data: str | None, epochs: int | None) -> di
         "tta": tta,
         "train_seconds": round(seconds, 2),
         "fit_seconds": meta["train_seconds"],  # inside train(): model build, init, fit
+        "train_pflops": meta["work"]["train_pflops"],  # see cifar_cnn.training.work
+        "train_sizes": meta["work"]["train_sizes"],
         "images_per_second": round(images / seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "curve": curve,  # test accuracy (no TTA) after each epoch, at its training time
@@ -122,13 +124,15 @@ def main() -> None:
         "std_test_accuracy": round(statistics.pstdev(s["test_accuracy"] for s in seeds), 5),
         "mean_test_accuracy_tta": mean("test_accuracy_tta"),
         "mean_train_seconds": mean("train_seconds"),
+        "train_pflops": seeds[0]["train_pflops"],  # the same for every seed
         "mean_images_per_second": mean("images_per_second"),
         "max_peak_rss_mb": max(s["peak_rss_mb"] for s in seeds),
     }
     path = write_result(f"time_to_accuracy-{args.recipe}", numbers)
     print(f"{args.recipe}: mean test accuracy {numbers['mean_test_accuracy']:.4f} "
           f"(TTA {numbers['mean_test_accuracy_tta']:.4f}) over {len(seeds)} seeds, "
-          f"mean training time {numbers['mean_train_seconds']:.1f} s -> {path}")
+          f"mean training time {numbers['mean_train_seconds']:.1f} s, "
+          f"{numbers['train_pflops']:.3f} PFLOP of training work -> {path}")
 
 
 if __name__ == "__main__":

@@ -251,12 +251,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from cifar_cnn.models import list_models
     from cifar_cnn.recipes import get_recipe, list_recipes
+    from cifar_cnn.training.work import train_flops
 
-    print("Recipes (cifar-cnn train --recipe NAME):")
+    print("Recipes (cifar-cnn train --recipe NAME; work: training FLOPs on CIFAR-10's "
+          "49,000 images left after calibration):")
     for name in list_recipes():
         r = get_recipe(name)
+        sizes = f", progressive sizes {list(r.train_sizes)}" if r.train_sizes else ""
         print(f"  {name:<10} model={r.model}, {r.epochs} epochs, batch {r.batch_size}, "
-              f"{r.optimizer} lr={r.learning_rate}, {r.precision}. {r.description}")
+              f"{r.optimizer} lr={r.learning_rate}, {r.precision}{sizes}, work "
+              f"{train_flops(r, 49000) / 1e15:.3f} PFLOP. {r.description}")
     print("Models (cifar-cnn train --model NAME):")
     for name in list_models():
         print(f"  {name}")
