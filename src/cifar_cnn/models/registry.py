@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
@@ -58,3 +58,12 @@ def data_dependent_init(model: keras.Model, images: np.ndarray, batch_size: int 
         if getattr(layer, "adapts_to_data", False):
             feed = keras.Model(model.inputs, layer.input)
             layer.adapt(np.asarray(feed.predict(images, batch_size=batch_size, verbose=0)))
+
+
+def leaf_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """The layers of `model`, those of nested models included (not the models themselves)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from leaf_layers(layer)
+        else:
+            yield layer

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_cnn.errors import ConfigError, RunError
+from cifar_cnn.models import leaf_layers
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -151,7 +152,7 @@ def sync_batch_norm(net: keras.Model, on: bool) -> None:
     network computes (each device normalising by its own part); synchronised, a step on
     N devices is the step one device takes on the whole batch.
     """
-    for layer in net._flatten_layers(include_self=False):
+    for layer in leaf_layers(net):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = on
 

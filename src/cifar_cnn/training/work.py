@@ -11,28 +11,20 @@ and test-time augmentation are not training work.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import keras
 
 from cifar_cnn.data.augment import images_per_epoch
+from cifar_cnn.models import leaf_layers
 from cifar_cnn.recipes import Recipe
 
 BACKWARD_FACTOR = 2  # the backward pass costs twice the forward pass
 
 
-def _layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _layers(layer)
-        else:
-            yield layer
-
-
 def forward_flops(model: keras.Model) -> int:
     """FLOPs of one image's forward pass through a built functional `model`."""
     total = 0
-    for layer in _layers(model):
+    for layer in leaf_layers(model):
         kernel = getattr(layer, "kernel", None)
         if kernel is None:
             continue
