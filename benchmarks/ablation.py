@@ -67,6 +67,10 @@ VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
     "progressive_resize": ("as progressive_crop, with whole images downscaled instead of "
                            "cropped", lambda r: r.replace(train_sizes=(16, 16, 24, 24, 24),
                                                           train_size_mode="resize")),
+    "progressive_resize_9": ("9 epochs: 1-2 on images downscaled to 16x16, 3-6 to 24x24, "
+                             "the rest full size (about 69% of the work)",
+                             lambda r: r.replace(epochs=9, train_sizes=(16, 16, 24, 24, 24, 24),
+                                                 train_size_mode="resize")),
     "progressive_mild": ("epochs 1-3 on random 24x24 crops, the rest full size (about 84% "
                          "of the work)", lambda r: r.replace(train_sizes=(24, 24, 24))),
     "one_epoch_less": ("one epoch fewer (the same schedule, squeezed), for comparing less "

@@ -59,7 +59,8 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size: int,
-             options: dict[str, Any], keep: str | None = None) -> dict[str, Any]:
+             options: dict[str, Any], keep: str | None = None,
+             fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one seed in this process and measure it; returns the per-seed record."""
     from cifar_cnn import Classifier, train
     from cifar_cnn.calibration import expected_calibration_error
@@ -67,7 +68,7 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
     from cifar_cnn.recipes import get_recipe
     from cifar_cnn.tta import predict_probs
 
-    recipe = get_recipe(recipe_name)
+    recipe = get_recipe(recipe_name).replace(**(fields or {}))
     if options:
         recipe = recipe.replace(augmentation_options={**recipe.augmentation_options, **options})
     ds = load_cifar10(data)
@@ -118,15 +119,18 @@ def main() -> None:
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--option", action="append", default=[],
                    help="augmentation option override KEY=VALUE (Python literal)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="recipe field override, e.g. train_sizes=(24, 24, 24) (Python literal)")
     p.add_argument("--data", default=None)
     p.add_argument("--keep", default=None, help="copy each seed's run directory into this folder")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     options = parse_options(args.option)
+    fields = parse_options(args.set)
 
     if args.child is not None:  # one seed, result as the last line of stdout
         print(json.dumps(run_seed(args.recipe, args.child, args.data, args.split,
-                                  args.val_size, options, args.keep)))
+                                  args.val_size, options, args.keep, fields)))
         return
 
     seeds = []
@@ -134,6 +138,7 @@ def main() -> None:
         cmd = ["benchmarks.robustness", "--recipe", args.recipe, "--child", str(seed),
                "--split", args.split, "--val-size", str(args.val_size)]
         cmd += [a for o in args.option for a in ("--option", o)]
+        cmd += [a for o in args.set for a in ("--set", o)]
         cmd += ["--data", args.data] if args.data else []
         cmd += ["--keep", str(Path(args.keep).resolve())] if args.keep else []
         seeds.append(run_child(cmd))
@@ -148,6 +153,7 @@ def main() -> None:
         "split": args.split,
         "images": 10000 if args.split == "test" else args.val_size,
         "augmentation_options": options or "the recipe's",
+        "recipe_changes": fields,
         "seeds": seeds,
         "mean_accuracy": {n: mean("accuracy", n) for n in names},
         "mean_accuracy_tta": {n: mean("accuracy_tta", n) for n in names},
