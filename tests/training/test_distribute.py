@@ -81,6 +81,9 @@ def test_per_device_batches_of_the_tf_data_pipeline() -> None:
     alt = make_train_dataset(x, np.arange(90), 20, "alternating_flip_translate",
                              shard=(1, 2), replicas=2)
     assert [len(yb) for _, yb in alt] == [5] * 8
+    for augmentation in (None, "alternating_flip_translate"):  # one worker, one device
+        ds = make_train_dataset(x, np.arange(90), 20, augmentation, shard=(0, 1))
+        assert [len(yb) for _, yb in ds] == [20] * 4
 
 
 def _history(run: Path) -> list[dict[str, str]]:

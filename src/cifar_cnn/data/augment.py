@@ -244,7 +244,7 @@ def make_train_dataset(
     options: dict[str, Any] | None = None,
     sizes: tuple[int, ...] = (),
     size_mode: str = "crop",
-    shard: tuple[int, int] = (0, 1),
+    shard: tuple[int, int] | None = None,
     replicas: int = 1,
 ) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset | Any:
     """The training input for ``model.fit``.
@@ -265,8 +265,8 @@ def make_train_dataset(
             ``alternate``); only that augmentation takes any.
         sizes, size_mode: progressive resizing (see `AlternatingFlipTranslate`); only that
             augmentation does it.
-        shard, replicas: for distributed training, ``(worker index, number of workers)``
-            and this worker's number of devices. Then the result is always a
+        shard, replicas: for training under a tf.distribute strategy, ``(worker index,
+            number of workers)`` and this worker's number of devices. Then the result is a
             ``tf.data.Dataset`` of per-device batches (``batch_size`` is the global batch
             over all devices of all workers): this worker's share of each global batch,
             split into `replicas` consecutive parts, the same number of steps on every
@@ -287,8 +287,8 @@ def make_train_dataset(
     if sizes and augmentation != "alternating_flip_translate":
         raise ConfigError("Progressive resizing (train_sizes) needs the "
                           f"'alternating_flip_translate' augmentation, not {augmentation!r}.")
-    worker, num_workers = shard
-    distributed = num_workers > 1 or replicas > 1
+    distributed = shard is not None
+    worker, num_workers = shard or (0, 1)
     if batch_size % (num_workers * replicas):
         raise ConfigError(f"batch_size {batch_size} must be a multiple of the number of "
                           f"devices ({num_workers * replicas}) it is split over.")
@@ -297,7 +297,8 @@ def make_train_dataset(
     if augmentation == "alternating_flip_translate":
         seq = AlternatingFlipTranslate(x, y, batch_size, seed=seed, one_hot=num_classes,
                                        first_epoch=first_epoch, sizes=sizes,
-                                       size_mode=size_mode, shard=shard, **options)
+                                       size_mode=size_mode, shard=(worker, num_workers),
+                                       **options)
         return seq.to_tf_dataset(replicas) if distributed else seq
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
