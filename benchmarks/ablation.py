@@ -62,17 +62,17 @@ VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
     # Less work (issue "94% with a third less work"): progressive resizing.
     "progressive_crop": ("epochs 1-2 on random 16x16 crops, 3-5 on 24x24 crops, the rest "
                          "full size (about 62% of the work)",
-                         lambda r: r.replace(train_sizes=(16, 16, 24, 24, 24),
+                         lambda r: r.replace(train_sizes=((16, 0.25), (24, 0.625)),
                                              train_size_mode="crop")),
     "progressive_resize": ("as progressive_crop, with whole images downscaled instead of "
-                           "cropped", lambda r: r.replace(train_sizes=(16, 16, 24, 24, 24),
+                           "cropped", lambda r: r.replace(train_sizes=((16, 0.25), (24, 0.625)),
                                                           train_size_mode="resize")),
     "progressive_resize_9": ("9 epochs: 1-2 on images downscaled to 16x16, 3-6 to 24x24, "
                              "the rest full size (about 69% of the work)",
-                             lambda r: r.replace(epochs=9, train_sizes=(16, 16, 24, 24, 24, 24),
+                             lambda r: r.replace(epochs=9, train_sizes=((16, 2 / 9), (24, 6 / 9)),
                                                  train_size_mode="resize")),
     "progressive_mild": ("epochs 1-3 on random 24x24 crops, the rest full size (about 84% "
-                         "of the work)", lambda r: r.replace(train_sizes=(24, 24, 24))),
+                         "of the work)", lambda r: r.replace(train_sizes=((24, 0.375),))),
     "one_epoch_less": ("one epoch fewer (the same schedule, squeezed), for comparing less "
                        "work by resizing with less work by stopping sooner",
                        lambda r: r.replace(epochs=r.epochs - 1)),

@@ -120,7 +120,7 @@ def main() -> None:
     p.add_argument("--option", action="append", default=[],
                    help="augmentation option override KEY=VALUE (Python literal)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="recipe field override, e.g. train_sizes=(24, 24, 24) (Python literal)")
+                   help="recipe field override, e.g. train_size_mode='crop' (Python literal)")
     p.add_argument("--data", default=None)
     p.add_argument("--keep", default=None, help="copy each seed's run directory into this folder")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)

@@ -257,7 +257,7 @@ def cmd_models(args: argparse.Namespace) -> int:
           "49,000 images left after calibration):")
     for name in list_recipes():
         r = get_recipe(name)
-        sizes = f", progressive sizes {list(r.train_sizes)}" if r.train_sizes else ""
+        sizes = f", image sizes by epoch {r.epoch_sizes(32)}" if r.train_sizes else ""
         print(f"  {name:<10} model={r.model}, {r.epochs} epochs, batch {r.batch_size}, "
               f"{r.optimizer} lr={r.learning_rate}, {r.precision}{sizes}, work "
               f"{train_flops(r, 49000) / 1e15:.3f} PFLOP. {r.description}")

@@ -1,4 +1,4 @@
-"""Fast recipes on the airbench network: ``fast94`` and ``quick``.
+"""Fast recipes on the airbench network: ``fast94``, ``lean94`` and ``quick``.
 
 They follow airbench94_muon (Keller Jordan, github.com/KellerJordan/cifar10-airbench; the
 method in arXiv:2404.00498): a frozen data-derived whitening layer, scale-free batch norm,
@@ -44,6 +44,21 @@ FAST94 = register_recipe(
         precision="mixed_bfloat16",  # bf16 convolutions on CPUs that have them
         tta="flip_translate",
         description="airbench94_muon in Keras: towards 94% test accuracy, fast on a CPU.",
+    )
+)
+
+# lean94: fast94 with progressive resizing, 38% less training work (0.169 against 0.272
+# PFLOP on 49,000 images). Epochs 1-2 train on images downscaled to 16x16, 3-5 to 24x24,
+# the last 3 at full size. On a 5,000-image validation split (seed 0, flips + shifts TTA,
+# benchmarks/results/ablation-fast94-*): 93.50% against fast94's 93.56% at 62% of the
+# work; random crops of the same sizes (objects at their own scale) lost a point (92.64%).
+LEAN94 = register_recipe(
+    FAST94.replace(
+        name="lean94",
+        train_sizes=((16, 0.25), (24, 0.625)),  # 16, 16, 24, 24, 24, then 32 px
+        train_size_mode="resize",
+        description="fast94 with progressive resizing (16, then 24, then 32 px): the same "
+                    "accuracy on validation for 38% less training work.",
     )
 )
 

@@ -41,12 +41,13 @@ class Recipe:
     label_smoothing: float = 0.0
     augmentation: str | None = None  # see cifar_cnn.data.augment
     augmentation_options: dict[str, Any] = field(default_factory=dict)  # ditto
-    # Progressive resizing: the side of the training images in each epoch, from the first;
-    # epochs past the list train at full size. Smaller images cost less work (quadratically)
-    # where most of the early learning happens. "crop" takes a random window at the
-    # original scale, "resize" downscales the whole image. Needs the
+    # Progressive resizing: ((side, until), ...) trains on side x side images until that
+    # fraction of the epochs is done, e.g. ((16, 0.25), (24, 0.625)): 16 px for the first
+    # quarter, then 24 px until 62.5%, then full size (see `epoch_sizes`). Smaller images
+    # cost less work (quadratically) where most of the early learning happens. "crop" takes
+    # a random window at the original scale, "resize" downscales the whole image. Needs the
     # "alternating_flip_translate" augmentation and a network that takes any image size.
-    train_sizes: tuple[int, ...] = ()
+    train_sizes: tuple[tuple[int, float], ...] = ()
     train_size_mode: str = "crop"
     precision: str = "float32"  # a Keras dtype policy: "float32" or "mixed_bfloat16"
     # Test-time augmentation at evaluation / prediction: False, "flip" (True means the same)
@@ -76,9 +77,12 @@ class Recipe:
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError("warmup_fraction must be in [0, 1). "
                               f"Received: warmup_fraction={self.warmup_fraction}")
-        if len(self.train_sizes) > self.epochs:
-            raise ConfigError(f"train_sizes lists {len(self.train_sizes)} epochs, more than the "
-                              f"recipe's {self.epochs}. Received: {list(self.train_sizes)}")
+        untils = [until for _, until in self.train_sizes]
+        if untils != sorted(untils) or not all(0 < u <= 1 for u in untils) or any(
+                side < 8 for side, _ in self.train_sizes):
+            raise ConfigError("train_sizes must be (side >= 8, until) pairs with fractions "
+                              "of the epochs that grow, each in (0, 1]. Received: "
+                              f"train_sizes={self.train_sizes}")
         if self.train_sizes and self.augmentation != "alternating_flip_translate":
             raise ConfigError("train_sizes (progressive resizing) needs the "
                               "'alternating_flip_translate' augmentation. Received: "
@@ -91,6 +95,17 @@ class Recipe:
     def tta_mode(self) -> str | None:
         """The test-time augmentation as a name ("flip", "flip_translate") or None."""
         return tta_mode(self.tta)
+
+    def epoch_sizes(self, full: int) -> list[int]:
+        """The training image side in each epoch: `train_sizes`' schedule, then `full`.
+
+        An epoch ``e`` (from 0) uses the first size whose ``until`` fraction of the epochs
+        has not been reached (``e < round(until * epochs)``), so the schedule keeps its
+        proportions when ``--epochs`` changes.
+        """
+        return [next((side for side, until in self.train_sizes
+                      if e < round(until * self.epochs)), full)
+                for e in range(self.epochs)]
 
     def learning_rate_for(self, steps_per_epoch: int) -> float | Any:
         """The optimizer's learning rate: a float, or a Keras schedule over all steps."""
@@ -149,8 +164,8 @@ class Recipe:
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        if "train_sizes" in d:  # a JSON list
-            d["train_sizes"] = tuple(d["train_sizes"])
+        if "train_sizes" in d:  # JSON lists
+            d["train_sizes"] = tuple((int(side), float(u)) for side, u in d["train_sizes"])
         return cls(**d)
 
 

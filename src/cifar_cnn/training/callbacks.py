@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -93,3 +95,44 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         pass
+
+
+class StaticImageSize(keras.callbacks.Callback):
+    """Gives the training step static image shapes when they change between epochs.
+
+    Progressive resizing feeds ``fit`` one dataset whose images change size between
+    epochs, so their height and width are unknown to the traced step; a graph traced for
+    unknown sizes runs convolutions much slower on CPUs. At each epoch whose size differs
+    from the last, this makes a new training function that fixes the batch's shape,
+    traced once per size.
+
+    Args:
+        shapes: ``(height, width)`` of the images of every epoch of the run.
+    """
+
+    def __init__(self, shapes: Sequence[tuple[int, int]]) -> None:
+        super().__init__()
+        self.shapes = [tuple(s) for s in shapes]
+        self._shape: tuple[int, ...] | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        import tensorflow as tf
+
+        shape = self.shapes[epoch]
+        if shape == self._shape:
+            return
+        self._shape = shape
+        model = self.model
+        keras_step = type(model).train_step
+
+        def train_step(data: Any) -> Any:
+            x, *rest = data
+            x = tf.ensure_shape(x, (None, *shape, x.shape[-1]))
+            return keras_step(model, (x, *rest))
+
+        model.train_step = train_step  # the model's own step, on a batch of known shape
+        model.make_train_function(force=True)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        vars(self.model).pop("train_step", None)
+        self.model.train_function = None

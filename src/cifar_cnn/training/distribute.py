@@ -200,6 +200,7 @@ def _evaluate(net: keras.Model, x: np.ndarray, y: np.ndarray, loss_fn: Any,
 def fit_distributed(net: keras.Model, cluster: Cluster,
                     dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset], *,
                     epochs: int, initial_epoch: int, steps: int,
+                    shapes: Sequence[tuple[int, int]],
                     callbacks: Sequence[keras.callbacks.Callback],
                     validation: tuple[np.ndarray, np.ndarray] | None = None,
                     validation_batch_size: int = 1000) -> keras.callbacks.History:
@@ -209,6 +210,8 @@ def fit_distributed(net: keras.Model, cluster: Cluster,
     gives each worker its per-device batches (see `make_train_dataset`'s ``shard``). Logs
     ``loss`` and ``accuracy`` (means over the epoch's images, as ``fit`` does) and, given
     `validation`, ``val_loss`` and ``val_accuracy`` (computed by the chief alone).
+    `shapes` is the ``(height, width)`` of the images of every epoch: the step is traced
+    once per shape, with static shapes (see `StaticImageSize`).
     """
     strategy = cluster.strategy
     optimizer, loss_fn = net.optimizer, net.loss
@@ -216,7 +219,8 @@ def fit_distributed(net: keras.Model, cluster: Cluster,
         optimizer.build(net.trainable_variables)  # its variables, before any replica step
     data = strategy.distribute_datasets_from_function(dataset_fn)
 
-    def replica_step(x: Any, y: Any) -> tuple[Any, Any, Any]:
+    def replica_step(x: Any, y: Any, shape: tuple[int, int]) -> tuple[Any, Any, Any]:
+        x = tf.ensure_shape(x, (None, *shape, x.shape[-1]))
         with tf.GradientTape() as tape:
             probs = net(x, training=True)
             # Keras scales a mean loss by 1 / replicas inside a replica, so the summed
@@ -230,10 +234,13 @@ def fit_distributed(net: keras.Model, cluster: Cluster,
         right = tf.reduce_sum(tf.cast(tf.argmax(probs, -1) == labels, tf.float32))
         return loss * cluster.num_replicas * n, right, n
 
-    @tf.function(reduce_retracing=True)
-    def train_step(batch: Any) -> list[Any]:
-        sums = strategy.run(replica_step, args=batch)
-        return [strategy.reduce("SUM", v, axis=None) for v in sums]
+    def train_step(shape: tuple[int, int]) -> Callable[[Any], list[Any]]:
+        @tf.function
+        def step(batch: Any) -> list[Any]:
+            sums = strategy.run(replica_step, args=(*batch, shape))
+            return [strategy.reduce("SUM", v, axis=None) for v in sums]
+
+        return step
 
     history = keras.callbacks.History()
     calls = keras.callbacks.CallbackList([*callbacks, history], model=net, epochs=epochs,
@@ -241,8 +248,10 @@ def fit_distributed(net: keras.Model, cluster: Cluster,
     net.stop_training = False
     calls.on_train_begin()
     try:
-        _epochs(net, data, train_step, calls, range(initial_epoch, epochs),
-                validation if cluster.chief else None, validation_batch_size)
+        by_shape = {shape: train_step(shape) for shape in set(map(tuple, shapes))}
+        _epochs(net, data, [by_shape[tuple(shapes[e])] for e in range(epochs)], calls,
+                range(initial_epoch, epochs), validation if cluster.chief else None,
+                validation_batch_size)
     except (tf.errors.UnavailableError, tf.errors.AbortedError,
             tf.errors.DeadlineExceededError) as e:
         raise RunError(f"A worker of the job stopped or cannot be reached "
@@ -253,7 +262,7 @@ def fit_distributed(net: keras.Model, cluster: Cluster,
     return history
 
 
-def _epochs(net: keras.Model, data: Any, train_step: Callable[[Any], list[Any]],
+def _epochs(net: keras.Model, data: Any, train_steps: Sequence[Callable[[Any], list[Any]]],
             calls: keras.callbacks.CallbackList, epochs: range,
             validation: tuple[np.ndarray, np.ndarray] | None,
             validation_batch_size: int) -> None:
@@ -262,7 +271,7 @@ def _epochs(net: keras.Model, data: Any, train_step: Callable[[Any], list[Any]],
         totals = np.zeros(3)
         for step, batch in enumerate(data):
             calls.on_train_batch_begin(step)
-            totals += [float(v) for v in train_step(batch)]
+            totals += [float(v) for v in train_steps[epoch](batch)]
             calls.on_train_batch_end(step, {"loss": totals[0] / totals[2],
                                             "accuracy": totals[1] / totals[2]})
         logs = {"accuracy": totals[1] / totals[2], "loss": totals[0] / totals[2]}

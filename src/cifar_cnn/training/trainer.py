@@ -24,7 +24,7 @@ from cifar_cnn.files import atomic_path, write_json
 from cifar_cnn.models import create_model, data_dependent_init
 from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
-from cifar_cnn.training.callbacks import EpochTensorBoard, Progress
+from cifar_cnn.training.callbacks import EpochTensorBoard, Progress, StaticImageSize
 from cifar_cnn.training.checkpoints import EpochCheckpoint, latest_epoch, restore
 from cifar_cnn.training.distribute import (
     Cluster,
@@ -33,7 +33,7 @@ from cifar_cnn.training.distribute import (
     make_cluster,
     sync_batch_norm,
 )
-from cifar_cnn.training.work import forward_flops, train_flops, train_sizes
+from cifar_cnn.training.work import forward_flops, train_flops
 from cifar_cnn.tta import TTA_MODES, predict_probs
 
 
@@ -146,6 +146,12 @@ def _resumable(path: str | os.PathLike[str]) -> tuple[RunDir, dict[str, Any]]:
     return run, meta
 
 
+def _epoch_shapes(r: Recipe, images: tuple[int, ...]) -> list[tuple[int, int]]:
+    """``(height, width)`` of the training images in each epoch (see `Recipe.train_sizes`)."""
+    h, w = images[1:3]
+    return [(s, s) if s != h else (h, w) for s in r.epoch_sizes(h)]
+
+
 def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any],
          splits: _Splits, num_classes: int, steps: int, epochs_done: int, verbose: int,
          callbacks: Sequence[keras.callbacks.Callback],
@@ -177,6 +183,7 @@ def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any]
 
         return fit_distributed(net, cluster, worker_data, epochs=r.epochs,
                                initial_epoch=epochs_done, steps=steps,
+                               shapes=_epoch_shapes(r, splits.x_train.shape),
                                callbacks=fit_callbacks, validation=validation,
                                validation_batch_size=max(r.batch_size, 256))
     train_data = make_data()
@@ -185,6 +192,8 @@ def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any]
                   "shuffle": True}
     elif isinstance(train_data, AlternatingFlipTranslate):  # image size may change
         inputs = {"x": train_data.to_tf_dataset(), "shuffle": False}
+        if r.train_sizes:
+            fit_callbacks.insert(0, StaticImageSize(_epoch_shapes(r, splits.x_train.shape)))
     else:
         inputs = {"x": train_data, "shuffle": False}  # the pipeline shuffles
     return net.fit(**inputs, epochs=r.epochs, initial_epoch=epochs_done,
@@ -226,7 +235,8 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         make_data = functools.partial(
             make_train_dataset, splits.x_train, splits.y_train, r.batch_size, r.augmentation,
             seed=seed, num_classes=ds.num_classes if r.label_smoothing > 0 else 0,
-            first_epoch=epochs_done, options=r.augmentation_options, sizes=r.train_sizes,
+            first_epoch=epochs_done, options=r.augmentation_options,
+            sizes=r.epoch_sizes(ds.image_shape[0]) if r.train_sizes else (),
             size_mode=r.train_size_mode)
         n = len(splits.x_train)
         whole_batches = cluster is not None or r.augmentation == "alternating_flip_translate"
@@ -418,7 +428,7 @@ def train(
         # The whole run's (resumed or not), counted from layer shapes: see training.work.
         work={"train_pflops": round(flops / 1e15, 6),
               "forward_gflops_per_image": round(forward_flops(net) / 1e9, 4),
-              "train_sizes": train_sizes(r, ds.image_shape[0])},
+              "train_sizes": r.epoch_sizes(ds.image_shape[0])},
         resumed_from_epoch=epochs_done or None,
         final_metrics=_final_metrics(history, splits.monitor),
     )

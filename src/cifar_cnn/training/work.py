@@ -35,12 +35,6 @@ def forward_flops(model: keras.Model) -> int:
     return total
 
 
-def train_sizes(recipe: Recipe, full: int) -> list[int]:
-    """The training image side in each epoch: the recipe's schedule, then `full`."""
-    sizes = list(recipe.train_sizes)[:recipe.epochs]
-    return sizes + [full] * (recipe.epochs - len(sizes))
-
-
 def train_flops(recipe: Recipe, num_train: int, *, num_classes: int = 10,
                 image_shape: tuple[int, int, int] = (32, 32, 3),
                 model: keras.Model | None = None) -> float:
@@ -58,7 +52,7 @@ def train_flops(recipe: Recipe, num_train: int, *, num_classes: int = 10,
         per_size[h] = forward_flops(model)
     images = images_per_epoch(num_train, recipe.batch_size, recipe.augmentation)
     total = 0.0
-    for size in train_sizes(recipe, h):
+    for size in recipe.epoch_sizes(h):
         if size not in per_size:
             shape = (size, round(w * size / h), c)
             per_size[size] = forward_flops(create_model(
