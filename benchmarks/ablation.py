@@ -22,7 +22,10 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from benchmarks.common import run_child, write_result
+from benchmarks.robustness import jpeg_copy
 from cifar_cnn.recipes import Recipe, get_recipe
 
 
@@ -32,6 +35,10 @@ def _options(r: Recipe, **changes: object) -> Recipe:
 
 def _model(r: Recipe, **changes: object) -> Recipe:
     return r.replace(model_options={**r.model_options, **changes})
+
+
+def _augment(r: Recipe, **changes: object) -> Recipe:
+    return r.replace(augmentation_options={**r.augmentation_options, **changes})
 
 
 def _other_activation(r: Recipe) -> Recipe:
@@ -73,10 +80,35 @@ VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
                                                  train_size_mode="resize")),
     "progressive_mild": ("epochs 1-3 on random 24x24 crops, the rest full size (about 84% "
                          "of the work)", lambda r: r.replace(train_sizes=((24, 0.375),))),
+    "progressive_10": ("10 epochs: 1-4 on images downscaled to 16x16, 5-7 to 24x24, the "
+                       "last 3 full size (about 68% of fast94's work)",
+                       lambda r: r.replace(epochs=10, train_sizes=((16, 0.4), (24, 0.7)),
+                                           train_size_mode="resize")),
+    "jpeg_full_size_only": ("the JPEG share only in the epochs at full size",
+                            lambda r: _augment(r, jpeg_full_size_only=True)),
+    "progressive_10_jpeg_full_size_only": (
+        "progressive_10 with the JPEG share only in the epochs at full size",
+        lambda r: _augment(r.replace(epochs=10, train_sizes=((16, 0.4), (24, 0.7)),
+                                     train_size_mode="resize"), jpeg_full_size_only=True)),
     "one_epoch_less": ("one epoch fewer (the same schedule, squeezed), for comparing less "
                        "work by resizing with less work by stopping sooner",
                        lambda r: r.replace(epochs=r.epochs - 1)),
 }
+
+
+def _flip_shift8_probs(model: object, x: np.ndarray) -> np.ndarray:
+    """A wider TTA tried here before any user gets it: half the weight on the image and its
+    mirror, the other half spread over the mirror pairs of its 8 one-pixel shifts."""
+    from cifar_cnn.tta import predict_probs
+
+    h, w = x.shape[1:3]
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    shifts = [(dy, dx) for dy in (0, 1, 2) for dx in (0, 1, 2) if (dy, dx) != (1, 1)]
+    probs = 0.5 * predict_probs(model, x, tta="flip")
+    for dy, dx in shifts:
+        view = np.ascontiguousarray(padded[:, dy:dy + h, dx:dx + w])
+        probs += 0.5 / len(shifts) * predict_probs(model, view, tta="flip")
+    return probs
 
 
 def run_variant(recipe: str, variant: str, seed: int, data: str | None,
@@ -101,6 +133,11 @@ def run_variant(recipe: str, variant: str, seed: int, data: str | None,
                    (predict_probs(model, x_val, tta=tta).argmax(1) == y_val).mean())
                for suffix, tta in (("", None), ("_flip", "flip"),
                                    ("_flip_translate", "flip_translate"))}
+        acc["val_accuracy_flip_shift8"] = float(
+            (_flip_shift8_probs(model, x_val).argmax(1) == y_val).mean())
+        for q in (75, 50):  # robustness to JPEG, with the recipes' TTA
+            probs = predict_probs(model, jpeg_copy(x_val, q), tta="flip_translate")
+            acc[f"val_accuracy_jpeg{q}_flip_translate"] = float((probs.argmax(1) == y_val).mean())
     return {"variant": variant, "seed": seed, **acc, "train_seconds": round(seconds, 2),
             "train_pflops": work["train_pflops"], "train_sizes": work["train_sizes"]}
 
@@ -136,11 +173,13 @@ def main() -> None:
             runs.append(run_child(cmd))
             print(json.dumps(runs[-1]), flush=True)
 
-    def mean(variant: str, key: str) -> float:
-        return round(statistics.fmean(r[key] for r in runs if r["variant"] == variant), 5)
+    def mean(variant: str, key: str) -> float | None:
+        values = [r[key] for r in runs if r["variant"] == variant and key in r]
+        return round(statistics.fmean(values), 5) if values else None
 
     keys = ("val_accuracy", "val_accuracy_flip", "val_accuracy_flip_translate",
-            "train_seconds", "train_pflops")
+            "val_accuracy_flip_shift8", "val_accuracy_jpeg75_flip_translate",
+            "val_accuracy_jpeg50_flip_translate", "train_seconds", "train_pflops")
     numbers = {
         "recipe": args.recipe,
         "val_size": args.val_size,

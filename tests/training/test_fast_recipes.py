@@ -249,3 +249,30 @@ def test_jpeg_and_soften_augmentation_options() -> None:
     with pytest.raises(ConfigError, match="shares of a batch"):
         make_train_dataset(x, np.arange(64), 64, "alternating_flip_translate",
                            options={"jpeg": 1.5})
+
+
+def test_jpeg_only_in_the_full_size_epochs() -> None:
+    """With ``jpeg_full_size_only`` the downscaled epochs see lossless images, the full-size
+    ones the JPEG share."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(64) % 10
+
+    def batches(**options: object) -> list[np.ndarray]:
+        seq = make_train_dataset(x, y, 64, "alternating_flip_translate", seed=1,
+                                 sizes=(16, 32), size_mode="resize",
+                                 options={"translate": 0, **options})
+        out = []
+        for _ in range(3):  # 16 px, 32 px, then full size past the list
+            out.append(seq[0][0])
+            seq.on_epoch_end()
+        return out
+
+    plain = batches()
+    full_only = batches(jpeg=1.0, jpeg_full_size_only=True)
+    everywhere = batches(jpeg=1.0)
+    assert [b.shape[1] for b in full_only] == [16, 32, 32]
+    np.testing.assert_array_equal(full_only[0], plain[0])  # lossless while downscaled
+    assert not np.array_equal(everywhere[0], plain[0])
+    for i in (1, 2):  # compressed at full size
+        assert np.abs(full_only[i].astype(int) - plain[i]).mean() > 1

@@ -102,6 +102,9 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         jpeg_quality: ``(lowest, highest)`` JPEG quality.
         jpeg_epochs: compress only in the first this many epochs (None: in every epoch), so
             that the last ones, at the lowest learning rates, see lossless images.
+        jpeg_full_size_only: compress only in epochs that train at full size (see `sizes`):
+            downscaling a compressed image smooths most of its artefacts away, so in the
+            smaller epochs the share would cost lossless images for little robustness.
         soften: share of the images in each batch that are shrunk to between
             `soften_scale` and 1 times their size and enlarged back (see `soften`), as
             soft as a photo downscaled to 32x32 can look. Applied before JPEG.
@@ -122,7 +125,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, translate: int = 2,
                  alternate: bool = True, jpeg: float = 0.0,
                  jpeg_quality: tuple[int, int] = (30, 95), jpeg_epochs: int | None = None,
-                 soften: float = 0.0,
+                 jpeg_full_size_only: bool = False, soften: float = 0.0,
                  soften_scale: float = 0.5, seed: int = 0, one_hot: int = 0,
                  first_epoch: int = 0, sizes: tuple[int, ...] = (),
                  size_mode: str = "crop", shard: tuple[int, int] = (0, 1)) -> None:
@@ -142,7 +145,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
             raise ConfigError("jpeg_quality must be (lowest, highest) within 1..100. "
                               f"Received: jpeg_quality={jpeg_quality}")
         self.jpeg, self.jpeg_quality = jpeg, (int(lo), int(hi))
-        self.jpeg_epochs = jpeg_epochs
+        self.jpeg_epochs, self.jpeg_full_size_only = jpeg_epochs, jpeg_full_size_only
         self.soften, self.soften_scale = soften, soften_scale
         check_sizes(sizes, size_mode, x.shape[1:3])
         self.worker, self.num_workers = shard
@@ -182,7 +185,10 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
             sel = np.flatnonzero(rng.random(len(idx)) < self.soften)
             if len(sel):
                 batch[sel] = soften(batch[sel], rng.uniform(self.soften_scale, 1.0))
-        if self.jpeg and (self.jpeg_epochs is None or self.epoch < self.jpeg_epochs):
+        size = self.sizes[self.epoch] if self.epoch < len(self.sizes) else None
+        full_size = size is None or (size, size) == (h, w)
+        if (self.jpeg and (self.jpeg_epochs is None or self.epoch < self.jpeg_epochs)
+                and (full_size or not self.jpeg_full_size_only)):
             sel = np.flatnonzero(rng.random(len(idx)) < self.jpeg)
             groups = rng.integers(0, 4, len(sel))
             qualities = rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1, 4)
@@ -190,8 +196,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
                 part = sel[groups == g]
                 if len(part):
                     batch[part] = jpeg_roundtrip(batch[part], q)
-        size = self.sizes[self.epoch] if self.epoch < len(self.sizes) else None
-        if size is not None and (size, size) != (h, w):
+        if not full_size:
             batch = (random_crops(batch, size, rng) if self.size_mode == "crop"
                      else downscale(batch, size))
         return batch, self.y[idx]
@@ -279,8 +284,10 @@ def make_train_dataset(
         raise ConfigError(f"Unknown augmentation {augmentation!r}; choose from "
                          f"{', '.join(AUGMENTATIONS)} or None.")
     options = dict(options or {})
-    known = {"translate", "alternate", "jpeg", "jpeg_quality", "jpeg_epochs", "soften",
-             "soften_scale"} if augmentation == "alternating_flip_translate" else set()
+    known = {"translate", "alternate", "jpeg", "jpeg_quality", "jpeg_epochs",
+             "jpeg_full_size_only", "soften", "soften_scale"}
+    if augmentation != "alternating_flip_translate":
+        known = set()
     if set(options) - known:
         raise ConfigError(f"Augmentation {augmentation!r} takes no option(s) "
                           f"{', '.join(sorted(set(options) - known))}.")
