@@ -163,10 +163,19 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
         known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        if "train_sizes" in d:  # JSON lists
+        d = {k: _tuples(v) for k, v in d.items() if k in known}  # JSON made tuples lists
+        if "train_sizes" in d:
             d["train_sizes"] = tuple((int(side), float(u)) for side, u in d["train_sizes"])
         return cls(**d)
+
+
+def _tuples(value: Any) -> Any:
+    """`value` with every list, also inside dicts, turned back into a tuple."""
+    if isinstance(value, list | tuple):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
 
 
 def register_recipe(recipe: Recipe | Callable[[], Recipe]) -> Recipe:
