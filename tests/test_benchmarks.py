@@ -22,8 +22,10 @@ def test_each_ablation_variant_changes_one_thing_and_builds(variant: str) -> Non
     r = VARIANTS[variant][1](base)
     changed = {k for k, v in r.to_dict().items() if v != base.to_dict()[k]}
     # progressive_resize is progressive_crop with the other way of making small images;
-    # progressive_resize_9 also trains one epoch more
-    fields = {"recipe": 0, "progressive_resize": 2, "progressive_resize_9": 3}
+    # progressive_resize_9 and progressive_10 also train more epochs, and the last one
+    # below also changes where the JPEG share goes
+    fields = {"recipe": 0, "progressive_resize": 2, "progressive_resize_9": 3,
+              "progressive_10": 3, "progressive_10_jpeg_full_size_only": 4}
     assert len(changed) == fields.get(variant, 1), changed
     net = build_model(r, 10, (32, 32, 3), steps_per_epoch=5)
     opt = r.build_optimizer(steps_per_epoch=5)
