@@ -41,6 +41,10 @@ def _augment(r: Recipe, **changes: object) -> Recipe:
     return r.replace(augmentation_options={**r.augmentation_options, **changes})
 
 
+def _progressive_10(r: Recipe) -> Recipe:
+    return r.replace(epochs=10, train_sizes=((16, 0.4), (24, 0.7)), train_size_mode="resize")
+
+
 def _other_activation(r: Recipe) -> Recipe:
     current = r.model_options.get("activation", "gelu")  # the airbench network's default
     return _model(r, activation="relu" if current == "gelu" else "gelu")
@@ -82,14 +86,12 @@ VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
                          "of the work)", lambda r: r.replace(train_sizes=((24, 0.375),))),
     "progressive_10": ("10 epochs: 1-4 on images downscaled to 16x16, 5-7 to 24x24, the "
                        "last 3 full size (about 68% of fast94's work)",
-                       lambda r: r.replace(epochs=10, train_sizes=((16, 0.4), (24, 0.7)),
-                                           train_size_mode="resize")),
+                       _progressive_10),
     "jpeg_full_size_only": ("the JPEG share only in the epochs at full size",
                             lambda r: _augment(r, jpeg_full_size_only=True)),
     "progressive_10_jpeg_full_size_only": (
         "progressive_10 with the JPEG share only in the epochs at full size",
-        lambda r: _augment(r.replace(epochs=10, train_sizes=((16, 0.4), (24, 0.7)),
-                                     train_size_mode="resize"), jpeg_full_size_only=True)),
+        lambda r: _augment(_progressive_10(r), jpeg_full_size_only=True)),
     "one_epoch_less": ("one epoch fewer (the same schedule, squeezed), for comparing less "
                        "work by resizing with less work by stopping sooner",
                        lambda r: r.replace(epochs=r.epochs - 1)),
