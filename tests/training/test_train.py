@@ -98,6 +98,33 @@ def test_resume_of_finished_run_is_refused(trained_run: Path) -> None:
         train(resume=trained_run)
 
 
+class _Died(Exception):
+    """Stands for a process killed at a chosen point of an epoch's end."""
+
+
+@pytest.mark.parametrize("dies", ["after_checkpoint", "before_checkpoint"])
+def test_history_has_every_epoch_after_dying_around_a_checkpoint(
+        dies: str, tiny_data: CifarData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cifar_cnn.training.checkpoints import EpochCheckpoint
+
+    save = EpochCheckpoint.on_epoch_end
+
+    def dying_save(self: EpochCheckpoint, epoch: int, logs: dict | None = None) -> None:
+        if epoch == 2 and dies == "before_checkpoint":
+            raise _Died
+        save(self, epoch, logs)
+        if epoch == 2:
+            raise _Died
+
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", dying_save)
+    with pytest.raises(_Died):
+        train("baseline", epochs=4, data=tiny_data, runs_dir=tmp_path, name="d", verbose=0)
+    monkeypatch.setattr(EpochCheckpoint, "on_epoch_end", save)
+    run = train(resume=tmp_path / "d", data=tiny_data, verbose=0)
+    assert [int(r["epoch"]) for r in _history(run.history)] == [0, 1, 2, 3]
+    assert run.read_metadata()["resumed_from_epoch"] == (3 if dies == "after_checkpoint" else 2)
+
+
 def _cli(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "cifar_cnn", *args], env=env,
@@ -158,6 +185,32 @@ def test_ctrl_c_says_how_to_resume(folder_dataset: Path, tmp_path: Path) -> None
     assert f"cifar-cnn train --resume {tmp_path / 'c'}" in out
     meta = json.loads((tmp_path / "c/metadata.json").read_text())
     assert meta["status"] == "interrupted"
+
+
+def test_ctrl_c_stops_between_steps(tiny_data: CifarData, tmp_path: Path) -> None:
+    class CtrlC(keras.callbacks.Callback):
+        batches_begun: list[tuple[int, int]] = []
+        ran_on = False
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            CtrlC.batches_begun.append((self.epoch, batch))
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if (self.epoch, batch) == (1, 0):
+                os.kill(os.getpid(), signal.SIGINT)
+                CtrlC.ran_on = True  # the default handler would have raised on the line above
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train("baseline", epochs=3, batch_size=64, data=tiny_data, runs_dir=tmp_path, name="i",
+              verbose=0, callbacks=[CtrlC()])
+    assert CtrlC.ran_on and CtrlC.batches_begun[-1] == (1, 0)  # no step began after it
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C is the caller's again
+    meta = json.loads((tmp_path / "i/metadata.json").read_text())
+    assert meta["status"] == "interrupted" and _checkpointed_epoch(tmp_path / "i") == 1
 
 
 def test_data_dependent_init_is_applied_and_saved(tiny_data: CifarData, tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -136,3 +138,43 @@ class StaticImageSize(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         vars(self.model).pop("train_step", None)
         self.model.train_function = None
+
+
+class StopBetweenSteps(keras.callbacks.Callback):
+    """Ctrl-C during training stops it between two steps, never inside one.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be, which can be
+    deep inside TensorFlow's step or input pipeline. Used as a context manager around
+    ``fit``, this takes SIGINT over: the first Ctrl-C only asks to stop, and the next
+    batch (training or validation) raises KeyboardInterrupt before it starts; a second
+    Ctrl-C raises at once. Outside the ``with`` block, or off the main thread (where
+    Python allows no signal handlers), Ctrl-C behaves as usual.
+    """
+
+    async_safe = True  # its hooks are the batch-begin ones, which Keras calls in order
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopBetweenSteps:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._request)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _request(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def _stop_if_requested(self, *args: Any, **kwargs: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_epoch_begin = on_train_batch_begin = on_test_batch_begin = _stop_if_requested

@@ -24,7 +24,12 @@ from cifar_cnn.files import atomic_path, write_json
 from cifar_cnn.models import create_model, data_dependent_init
 from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.runs import RunDir, environment_info, new_run_dir
-from cifar_cnn.training.callbacks import EpochTensorBoard, Progress, StaticImageSize
+from cifar_cnn.training.callbacks import (
+    EpochTensorBoard,
+    Progress,
+    StaticImageSize,
+    StopBetweenSteps,
+)
 from cifar_cnn.training.checkpoints import EpochCheckpoint, latest_epoch, restore
 from cifar_cnn.training.distribute import (
     Cluster,
@@ -165,27 +170,32 @@ def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any]
                       if r.label_smoothing > 0 else splits.y_val)
     progress = Progress(r.epochs, steps, min(len(splits.x_train), steps * r.batch_size),
                         verbose=verbose)
+    stop = StopBetweenSteps()  # Ctrl-C lands between steps (see `train`'s resume hint)
     if cluster is None or cluster.chief:
         _trim_history(run.history, epochs_done)
         fit_callbacks = [
+            stop,
             progress,
-            EpochCheckpoint(run.checkpoints),
+            # history.csv before the checkpoint: a kill between the two leaves a row that
+            # the resume trims (_trim_history), never a checkpoint without its row.
             keras.callbacks.CSVLogger(str(run.history), append=epochs_done > 0),
+            EpochCheckpoint(run.checkpoints),
             EpochTensorBoard(str(run.tensorboard), write_graph=False),
             *callbacks,
         ]
     else:
-        fit_callbacks = [progress, *callbacks]
+        fit_callbacks = [stop, progress, *callbacks]
     if cluster is not None:
         def worker_data(context: Any) -> Any:  # this worker's share, per device
             return make_data(shard=(context.input_pipeline_id, context.num_input_pipelines),
                              replicas=cluster.local_replicas)
 
-        return fit_distributed(net, cluster, worker_data, epochs=r.epochs,
-                               initial_epoch=epochs_done, steps=steps,
-                               shapes=_epoch_shapes(r, splits.x_train.shape),
-                               callbacks=fit_callbacks, validation=validation,
-                               validation_batch_size=max(r.batch_size, 256))
+        with stop:
+            return fit_distributed(net, cluster, worker_data, epochs=r.epochs,
+                                   initial_epoch=epochs_done, steps=steps,
+                                   shapes=_epoch_shapes(r, splits.x_train.shape),
+                                   callbacks=fit_callbacks, validation=validation,
+                                   validation_batch_size=max(r.batch_size, 256))
     train_data = make_data()
     if isinstance(train_data, tuple):  # plain arrays: let Keras batch and shuffle
         inputs = {"x": train_data[0], "y": train_data[1], "batch_size": r.batch_size,
@@ -196,9 +206,11 @@ def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any]
             fit_callbacks.insert(0, StaticImageSize(_epoch_shapes(r, splits.x_train.shape)))
     else:
         inputs = {"x": train_data, "shuffle": False}  # the pipeline shuffles
-    return net.fit(**inputs, epochs=r.epochs, initial_epoch=epochs_done,
-                   validation_data=validation, validation_batch_size=max(r.batch_size, 256),
-                   callbacks=fit_callbacks, verbose=0)
+    with stop:
+        return net.fit(**inputs, epochs=r.epochs, initial_epoch=epochs_done,
+                       validation_data=validation,
+                       validation_batch_size=max(r.batch_size, 256),
+                       callbacks=fit_callbacks, verbose=0)
 
 
 def _final_metrics(history: keras.callbacks.History, monitor: str) -> dict[str, float | None]:
