@@ -81,8 +81,9 @@ def train_flops_per_image(widths: tuple[int, ...] = WIDTHS) -> float:
     return 2 * 3 * macs
 
 
-def model_and_batch(variant: str, batch: int, steps: int, precision: str) -> tuple:
-    """fast94's compiled network with ``variant``'s parts, and a batch of random images."""
+def model_and_batch(variant: str, batch: int, steps: int, precision: str,
+                    recipe: str = "fast94") -> tuple:
+    """`recipe`'s compiled network with ``variant``'s parts, and a batch of random images."""
     import keras
     import numpy as np
 
@@ -91,21 +92,22 @@ def model_and_batch(variant: str, batch: int, steps: int, precision: str) -> tup
 
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
-    recipe = get_recipe("fast94").replace(batch_size=batch)
-    recipe = recipe.replace(model_options={**recipe.model_options, **VARIANTS[variant]})
-    model = build_model(recipe, 10, (32, 32, 3), steps_per_epoch=steps)
+    r = get_recipe(recipe).replace(batch_size=batch)
+    r = r.replace(model_options={**r.model_options, **VARIANTS[variant]})
+    model = build_model(r, 10, (32, 32, 3), steps_per_epoch=steps)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
     y = np.eye(10, dtype="float32")[rng.integers(0, 10, batch)]
     return model, x, y
 
 
-def step_images_per_second(variant: str, batch: int, steps: int, precision: str) -> float:
+def step_images_per_second(variant: str, batch: int, steps: int, precision: str,
+                           recipe: str = "fast94") -> float:
     """Median training speed of one network variant, from per-step wall times."""
     import keras
     import tensorflow as tf
 
-    model, x, y = model_and_batch(variant, batch, steps, precision)
+    model, x, y = model_and_batch(variant, batch, steps, precision, recipe)
     times: list[float] = []
 
     class StepTimer(keras.callbacks.Callback):

@@ -105,3 +105,10 @@ def test_isolated_convs_time_both_kernel_gradients() -> None:
     assert [r["network_uses_matmul_kernel_grad"] for r in rows] == [False] * 5 + [True]
     for r in rows:
         assert r["ms"] in (r["tensorflow_ms"], r["matmul_kernel_grad_ms"]) and r["ms"] > 0
+
+
+@pytest.mark.parametrize("recipe", ["fast94", "quick"])
+def test_profiled_step_is_the_named_recipes_network(recipe: str) -> None:
+    model, _, _ = model_and_batch("full", batch=2, steps=1, precision="float32", recipe=recipe)
+    reference = build_model(get_recipe(recipe), 10, (32, 32, 3), steps_per_epoch=1)
+    assert model.count_params() == reference.count_params()

@@ -40,6 +40,9 @@ def test_every_recipe_is_usable_from_fresh_processes(recipe: str, folder_dataset
     assert_quiet(r.stderr)
     run = tmp_path / recipe
     assert json.loads((run / "calibration.json").read_text())["fit_on"] == "calibration split"
+    meta = json.loads((run / "metadata.json").read_text())
+    used = meta["settings"]["precision"]["used"]  # "auto" resolved for this machine
+    assert meta["recipe"]["precision"] == used and used in {"float32", "mixed_bfloat16"}
 
     ev = cli("evaluate", str(run), "--json")  # as training printed it: the run knows its data
     assert ev.returncode == 0, ev.stderr

@@ -287,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, help="override the recipe's learning rate")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
-                   help="override the recipe's precision policy")
+    p.add_argument("--precision",
+                   choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                   help="override the recipe's precision policy (auto: mixed_bfloat16 where "
+                        "the CPU or GPU computes bfloat16 natively, else float32)")
     p.add_argument("--data", help=data_help)
     p.add_argument("--val-size", type=int, default=0,
                    help="hold out N training images (stratified) for validation and "

@@ -241,20 +241,32 @@ def source_commit() -> str | None:
     return (sha + ("-dirty" if dirty else "")) if sha else None
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo; empty where there is none (not Linux)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
 def cpu_name() -> str:
     """The CPU model name with its family and model numbers, from /proc/cpuinfo if there.
 
     Virtual machines often report a bare "AMD EPYC"; the family/model numbers still tell the
     generations apart (family 25 is Zen 3/4, 26 is Zen 5), which matters for timings.
     """
-    try:
-        fields: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-        if "model name" in fields:
-            ids = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields)
-            return f"{fields['model name']} ({ids + '; ' if ids else ''}{os.cpu_count()} cores)"
-    except OSError:
-        pass
+    fields = _cpuinfo()
+    if "model name" in fields:
+        ids = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields)
+        return f"{fields['model name']} ({ids + '; ' if ids else ''}{os.cpu_count()} cores)"
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of the CPU (x86 ``flags``, Arm ``Features``); empty if unknown."""
+    fields = _cpuinfo()
+    return frozenset((fields.get("flags") or fields.get("Features") or "").split())

@@ -188,26 +188,26 @@ def test_ctrl_c_says_how_to_resume(folder_dataset: Path, tmp_path: Path) -> None
 
 
 def test_ctrl_c_stops_between_steps(tiny_data: CifarData, tmp_path: Path) -> None:
-    class CtrlC(keras.callbacks.Callback):
-        batches_begun: list[tuple[int, int]] = []
-        ran_on = False
+    begun: list[tuple[int, int]] = []
+    ran_on = []
 
+    class CtrlC(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch = epoch
 
         def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-            CtrlC.batches_begun.append((self.epoch, batch))
+            begun.append((self.epoch, batch))
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             if (self.epoch, batch) == (1, 0):
                 os.kill(os.getpid(), signal.SIGINT)
-                CtrlC.ran_on = True  # the default handler would have raised on the line above
+                ran_on.append(True)  # the default handler would have raised on the line above
 
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         train("baseline", epochs=3, batch_size=64, data=tiny_data, runs_dir=tmp_path, name="i",
               verbose=0, callbacks=[CtrlC()])
-    assert CtrlC.ran_on and CtrlC.batches_begun[-1] == (1, 0)  # no step began after it
+    assert ran_on and begun[-1] == (1, 0)  # no step began after it
     assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C is the caller's again
     meta = json.loads((tmp_path / "i/metadata.json").read_text())
     assert meta["status"] == "interrupted" and _checkpointed_epoch(tmp_path / "i") == 1

@@ -41,7 +41,9 @@ FAST94 = register_recipe(
         # JPEG-50 87.54%, against 93.94 / 87.22 / 80.46 without; half of each batch in the
         # first 6 epochs only gave 93.64 / 89.18 / 85.86 (benchmarks/results/robustness-*).
         augmentation_options={"jpeg": 0.2, "jpeg_quality": (50, 95)},
-        precision="mixed_bfloat16",  # bf16 convolutions on CPUs that have them
+        # mixed bfloat16 where the CPU or GPU has it natively (AVX512_BF16, AMX, Ampere on),
+        # else float32: emulated bfloat16 made a step several times slower.
+        precision="auto",
         tta="flip_translate",
         description="airbench94_muon in Keras: towards 94% test accuracy, fast on a CPU.",
     )

@@ -13,6 +13,7 @@ from cifar_cnn.tta import tta_mode
 
 _RECIPES: dict[str, Recipe] = {}
 LR_SCHEDULES = ("constant", "warmup_cosine", "linear")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PER_IMAGE = "_per_image"  # suffix of optimizer options given per image (see build_optimizer)
 
 
@@ -49,7 +50,10 @@ class Recipe:
     # "alternating_flip_translate" augmentation and a network that takes any image size.
     train_sizes: tuple[tuple[int, float], ...] = ()
     train_size_mode: str = "crop"
-    precision: str = "float32"  # a Keras dtype policy: "float32" or "mixed_bfloat16"
+    # A Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16"), or "auto":
+    # mixed_bfloat16 where the hardware computes bfloat16 natively, else float32 (resolved
+    # when training starts; see cifar_cnn.training.precision).
+    precision: str = "float32"
     # Test-time augmentation at evaluation / prediction: False, "flip" (True means the same)
     # or "flip_translate" (flips of the image and of two 1-pixel shifts of it).
     tta: bool | str = False
@@ -87,9 +91,9 @@ class Recipe:
             raise ConfigError("train_sizes (progressive resizing) needs the "
                               "'alternating_flip_translate' augmentation. Received: "
                               f"augmentation={self.augmentation!r}")
-        if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
-            raise ConfigError("precision must be 'float32', 'mixed_bfloat16' or "
-                             f"'mixed_float16'. Received: precision={self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}. "
+                              f"Received: precision={self.precision!r}")
 
     @property
     def tta_mode(self) -> str | None:

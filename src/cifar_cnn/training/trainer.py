@@ -38,6 +38,7 @@ from cifar_cnn.training.distribute import (
     make_cluster,
     sync_batch_norm,
 )
+from cifar_cnn.training.precision import resolve_precision
 from cifar_cnn.training.work import forward_flops, train_flops
 from cifar_cnn.tta import TTA_MODES, predict_probs
 
@@ -378,6 +379,7 @@ def train(
                                    name or (recipe if isinstance(recipe, str) else recipe.name))
 
     # 1. What to train: a new run's recipe and settings, or a resumed run's own.
+    reason = None  # why "auto" precision chose what it did
     if resume is not None:
         run, meta = _resumable(resume)
         settings = meta["settings"]
@@ -392,8 +394,13 @@ def train(
         r = r.replace(model=model, epochs=epochs, batch_size=batch_size,
                       learning_rate=learning_rate, precision=precision,
                       calibration_size=calibration_size)
+        requested = r.precision
+        chosen, reason = resolve_precision(requested)
+        r = r.replace(precision=chosen)  # the run records, and resumes with, what it used
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
+    if reason and verbose and chief:
+        print(f"Precision {requested}: {chosen} ({reason})", flush=True)
 
     # 2. The data, split into what is trained on, monitored and held out for calibration.
     ds = load_cifar10(data)
@@ -413,6 +420,8 @@ def train(
             run = new_run_dir(runs_dir, name or r.name)
         meta = _new_metadata(run, r, ds, splits, seed=seed, val_size=val_size,
                              calibration_size=calibration_size, data=data)
+        meta["settings"]["precision"] = {"requested": requested, "used": chosen,
+                                         "reason": reason}
         if chief:
             run.write_metadata(meta)
     if cluster is not None:
