@@ -1,4 +1,4 @@
-"""Training speed of every ``precision="auto"`` recipe's network in float32 and bfloat16.
+"""Training speed of each ``precision="auto"`` recipe's network in float32 and bfloat16.
 
 What ``"auto"`` (cifar_cnn.training.precision) decides from the hardware, set beside what
 each policy really costs here: whole training steps (``model.fit`` with the recipe's
@@ -41,7 +41,13 @@ def main() -> None:
     from cifar_cnn.training.precision import resolve_precision
 
     chosen, reason = resolve_precision("auto")
-    recipes = [n for n in list_recipes() if get_recipe(n).precision == "auto"]
+    # One recipe per network: lean94 trains fast94's network (on smaller images at first).
+    networks: dict[str, str] = {}
+    for n in list_recipes():
+        r = get_recipe(n)
+        if r.precision == "auto":
+            networks.setdefault(f"{r.model} {sorted(r.model_options.items())}", n)
+    recipes = list(networks.values())
     speeds: dict[str, dict[str, list[float]]] = {n: {q: [] for q in POLICIES} for n in recipes}
     for i in range(args.repeats):
         for name in recipes:
