@@ -90,6 +90,7 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
     record: dict[str, Any] = {"seed": seed, "augmentation_options": recipe.augmentation_options,
                               "train_seconds": round(seconds, 2),
                               "fit_seconds": meta["train_seconds"], "tta": tta,
+                              "precision": meta["settings"]["precision"]["used"],
                               "train_pflops": meta["work"]["train_pflops"],
                               "train_sizes": meta["work"]["train_sizes"],
                               "temperature": clf.temperatures, "accuracy": {},

@@ -79,6 +79,7 @@ def run_seed(recipe: str, seed: int, data: str | None, epochs: int | None) -> di
         "test_accuracy": acc,
         "test_accuracy_tta": acc_tta,
         "tta": tta,
+        "precision": meta["settings"]["precision"]["used"],
         "train_seconds": round(seconds, 2),
         "fit_seconds": meta["train_seconds"],  # inside train(): model build, init, fit
         "train_pflops": meta["work"]["train_pflops"],  # see cifar_cnn.training.work

@@ -42,7 +42,7 @@ FAST94 = register_recipe(
         # first 6 epochs only gave 93.64 / 89.18 / 85.86 (benchmarks/results/robustness-*).
         augmentation_options={"jpeg": 0.2, "jpeg_quality": (50, 95)},
         # mixed bfloat16 where the CPU or GPU has it natively (AVX512_BF16, AMX, Ampere on),
-        # else float32: emulated bfloat16 made a step 3.3x slower (training.precision).
+        # else float32: emulated bfloat16 is several times slower (training.precision).
         precision="auto",
         tta="flip_translate",
         description="airbench94_muon in Keras: towards 94% test accuracy, fast on a CPU.",

@@ -2,10 +2,8 @@
 
 bfloat16 halves the memory traffic of every convolution, and where the hardware multiplies
 it natively (x86 CPUs with AVX512_BF16 or AMX, NVIDIA GPUs from Ampere on) fast94 trains
-faster in it. Elsewhere oneDNN emulates it: on a 2-core Intel Ice Lake host (no bf16
-instructions) a 4096² matmul ran at 63 GFLOP/s in bfloat16 against 275 in float32, and
-fast94's training step at 88 against 288 images/s, 3.3x slower
-(benchmarks/results/precision-20261201T144940Z.json). So ``"auto"`` takes
+faster in it. Elsewhere oneDNN emulates it, and a training step ran several times slower
+than in float32 (benchmarks/README.md, "Precision"). So ``"auto"`` takes
 ``mixed_bfloat16`` only where it is native, else ``float32``.
 """
 
