@@ -32,11 +32,11 @@ def native_bfloat16() -> tuple[bool, str]:
         version = ".".join(map(str, capability))
         if tuple(capability) >= (8, 0):
             return True, f"GPU of compute capability {version}"
-        return False, f"GPU of compute capability {version} (bfloat16 needs 8.0)"
+        return False, f"GPU of compute capability {version}: bfloat16 needs 8.0"
     found = sorted(cpu_flags() & _NATIVE_BF16_CPU_FLAGS)
     if found:
         return True, f"CPU with {' and '.join(found)}"
-    return False, "CPU without avx512_bf16 or amx_bf16 (bfloat16 would be emulated)"
+    return False, "CPU without avx512_bf16 or amx_bf16: bfloat16 would be emulated"
 
 
 def resolve_precision(precision: str) -> tuple[str, str | None]:
