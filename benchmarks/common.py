@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import subprocess
 import sys
@@ -46,8 +47,13 @@ def matmul_gflops(size: int = 4096, repeats: int = 8) -> dict[str, float]:
     return speeds
 
 
-def write_result(kind: str, numbers: dict[str, Any]) -> Path:
-    """Write ``results/<kind>-<UTC time>.json`` with the context of the measurement."""
+def write_result(kind: str, numbers: dict[str, Any], path: Path | None = None) -> Path:
+    """Write ``results/<kind>-<UTC time>.json`` with the context of the measurement.
+
+    Given the ``path`` an earlier call returned, replaces that file instead (atomically): a
+    long benchmark writes what it has after each run, so an interrupted one keeps its runs.
+    """
+    from cifar_cnn.files import write_text
     from cifar_cnn.runs import environment_info
 
     env = environment_info()
@@ -61,15 +67,21 @@ def write_result(kind: str, numbers: dict[str, Any]) -> Path:
         "cpu": env["cpu"],
         "tensorflow": env["tensorflow"],
         "keras": env["keras"],
-        "matmul_gflops": matmul_gflops(),  # this host's speed, measured now
+        "matmul_gflops": _matmul_gflops_once(),  # this host's speed, measured at the first write
         "environment": env,
         **numbers,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"{kind}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    if path is None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        path = RESULTS / f"{kind}-{stamp}.json"
+    write_text(path, json.dumps(record, indent=2) + "\n")
     return path
+
+
+@functools.cache
+def _matmul_gflops_once() -> dict[str, float]:
+    return matmul_gflops()
 
 
 def run_child(args: list[str]) -> dict[str, Any]:

@@ -111,6 +111,34 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
     return record
 
 
+def summary(args: argparse.Namespace, options: dict, fields: dict, seeds: list[dict],
+            planned: list[int]) -> dict:
+    """The benchmark's numbers over the seeds done so far (``seeds_missing`` if not all)."""
+    def mean(key: str, sub: str | None = None) -> float:
+        return round(statistics.fmean(s[key][sub] if sub else s[key] for s in seeds), 5)
+
+    names = list(seeds[0]["accuracy"])
+    missing = planned[len(seeds):]
+    return {
+        "recipe": args.recipe,
+        "split": args.split,
+        "images": 10000 if args.split == "test" else args.val_size,
+        "augmentation_options": options or "the recipe's",
+        "recipe_changes": fields,
+        **({"seeds_missing": missing} if missing else {}),
+        "seeds": seeds,
+        "mean_accuracy": {n: mean("accuracy", n) for n in names},
+        "mean_accuracy_tta": {n: mean("accuracy_tta", n) for n in names},
+        "mean_ece_raw": mean("ece_raw"),
+        "mean_ece_calibrated": mean("ece_calibrated"),
+        "mean_ece_raw_tta": mean("ece_raw_tta"),
+        "mean_ece_calibrated_tta": mean("ece_calibrated_tta"),
+        "mean_train_seconds": mean("train_seconds"),
+        "train_pflops": seeds[0]["train_pflops"],  # counted from layer shapes; every seed alike
+        "max_peak_rss_mb": max(s["peak_rss_mb"] for s in seeds),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="fast94")
@@ -134,8 +162,10 @@ def main() -> None:
                                   args.val_size, options, args.keep, fields)))
         return
 
-    seeds = []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    planned = list(range(args.first_seed, args.first_seed + args.seeds))
+    seeds: list[dict] = []
+    path = None
+    for seed in planned:
         cmd = ["benchmarks.robustness", "--recipe", args.recipe, "--child", str(seed),
                "--split", args.split, "--val-size", str(args.val_size)]
         cmd += [a for o in args.option for a in ("--option", o)]
@@ -144,29 +174,8 @@ def main() -> None:
         cmd += ["--keep", str(Path(args.keep).resolve())] if args.keep else []
         seeds.append(run_child(cmd))
         print(json.dumps(seeds[-1]), flush=True)
-
-    def mean(key: str, sub: str | None = None) -> float:
-        return round(statistics.fmean(s[key][sub] if sub else s[key] for s in seeds), 5)
-
-    names = list(seeds[0]["accuracy"])
-    numbers = {
-        "recipe": args.recipe,
-        "split": args.split,
-        "images": 10000 if args.split == "test" else args.val_size,
-        "augmentation_options": options or "the recipe's",
-        "recipe_changes": fields,
-        "seeds": seeds,
-        "mean_accuracy": {n: mean("accuracy", n) for n in names},
-        "mean_accuracy_tta": {n: mean("accuracy_tta", n) for n in names},
-        "mean_ece_raw": mean("ece_raw"),
-        "mean_ece_calibrated": mean("ece_calibrated"),
-        "mean_ece_raw_tta": mean("ece_raw_tta"),
-        "mean_ece_calibrated_tta": mean("ece_calibrated_tta"),
-        "mean_train_seconds": mean("train_seconds"),
-        "train_pflops": seeds[0]["train_pflops"],  # counted from layer shapes; every seed alike
-        "max_peak_rss_mb": max(s["peak_rss_mb"] for s in seeds),
-    }
-    path = write_result(f"robustness-{args.recipe}", numbers)
+        numbers = summary(args, options, fields, seeds, planned)
+        path = write_result(f"robustness-{args.recipe}", numbers, path)  # kept if stopped later
     print(f"{args.recipe} on {args.split}: accuracy {numbers['mean_accuracy']}, with TTA "
           f"{numbers['mean_accuracy_tta']}; ECE raw {numbers['mean_ece_raw_tta']:.4f} -> "
           f"calibrated {numbers['mean_ece_calibrated_tta']:.4f} (TTA); training "

@@ -112,3 +112,34 @@ def test_profiled_step_is_the_named_recipes_network(recipe: str) -> None:
     model, _, _ = model_and_batch("full", batch=2, steps=1, precision="float32", recipe=recipe)
     reference = build_model(get_recipe(recipe), 10, (32, 32, 3), steps_per_epoch=1)
     assert model.count_params() == reference.count_params()
+
+
+def test_robustness_result_is_rewritten_after_each_seed(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted multi-seed run keeps the seeds it finished, marked as incomplete."""
+    import argparse
+
+    from benchmarks import common, robustness
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "_matmul_gflops_once", lambda: {"float32": 1.0})
+    args = argparse.Namespace(recipe="fast94", split="test", val_size=5000)
+
+    def seed(acc: float) -> dict:
+        return {"accuracy": {"png": acc}, "accuracy_tta": {"png": acc + 0.01},
+                "ece_raw": 0.2, "ece_calibrated": 0.01, "ece_raw_tta": 0.2,
+                "ece_calibrated_tta": 0.01, "train_seconds": 10.0, "train_pflops": 0.25,
+                "peak_rss_mb": 100.0}
+
+    done = [seed(0.92)]
+    path = common.write_result("robustness-fast94",
+                               robustness.summary(args, {}, {}, done, [0, 1]))
+    first = json.loads(path.read_text())
+    assert first["seeds_missing"] == [1] and len(first["seeds"]) == 1
+    done.append(seed(0.94))
+    again = common.write_result("robustness-fast94",
+                                robustness.summary(args, {}, {}, done, [0, 1]), path)
+    assert again == path and list(tmp_path.iterdir()) == [path]
+    final = json.loads(path.read_text())
+    assert "seeds_missing" not in final
+    assert final["mean_accuracy_tta"]["png"] == pytest.approx(0.94)
