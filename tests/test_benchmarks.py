@@ -23,8 +23,8 @@ def test_each_ablation_variant_changes_one_thing_and_builds(variant: str) -> Non
     changed = {k for k, v in r.to_dict().items() if v != base.to_dict()[k]}
     # progressive_resize is progressive_crop with the other way of making small images;
     # progressive_resize_9 and progressive_10 also train more epochs, and the last one
-    # below also changes where the JPEG share goes
-    fields = {"recipe": 0, "progressive_resize": 2, "progressive_resize_9": 3,
+    # below also changes where the JPEG share goes; narrow_longer trades width for epochs
+    fields = {"recipe": 0, "progressive_resize": 2, "progressive_resize_9": 3, "narrow_longer": 2,
               "progressive_10": 3, "progressive_10_jpeg_full_size_only": 4}
     assert len(changed) == fields.get(variant, 1), changed
     net = build_model(r, 10, (32, 32, 3), steps_per_epoch=5)
