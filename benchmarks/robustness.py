@@ -11,7 +11,8 @@ of the default, calibrated probabilities and of the raw ones, and the training t
 test set: that is where augmentation choices are made (``--option jpeg=0.5`` etc. override
 the recipe's augmentation options), never on the test set.
 
-Writes ``benchmarks/results/robustness-<recipe>-<UTC time>.json``.
+Writes ``benchmarks/results/robustness-<recipe>-<UTC time>.json``, rewritten after each
+seed; until the last one is done its ``seeds_missing`` lists the seeds not yet run.
 
 Usage:
     python -m benchmarks.robustness --recipe fast94 --seeds 3 --data ../shared/datasets/cifar10
