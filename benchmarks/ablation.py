@@ -26,6 +26,8 @@ import numpy as np
 
 from benchmarks.common import run_child, write_result
 from benchmarks.robustness import jpeg_copy
+from benchmarks.selective import SelectiveBackprop, selective_recipe
+from cifar_cnn.data.augment import images_per_epoch
 from cifar_cnn.recipes import Recipe, get_recipe
 
 
@@ -109,10 +111,21 @@ VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
     # for 10 epochs is about 73% of fast94's work (0.199 against 0.272 PFLOP on 49,000).
     "narrow_longer": ("the conv groups 3/4 as wide, two epochs more (the schedule stretched)",
                       _narrow_longer),
+    # Selective backpropagation (benchmarks/selective.py): a proxy network far smaller picks
+    # the hardest half of each batch, and the network trains on that half only.
+    "selective_half": ("the network trains on the half of each batch a small proxy finds "
+                       "hardest (about 55% of fast94's work)",
+                       lambda r: selective_recipe(r, SELECTIVE["selective_half"], r.epochs)),
+    "selective_half_10": ("selective_half over 10 epochs (the schedule stretched; about 68% "
+                          "of fast94's work)",
+                          lambda r: selective_recipe(r, SELECTIVE["selective_half_10"], 10)),
     "one_epoch_less": ("one epoch fewer (the same schedule, squeezed), for comparing less "
                        "work by resizing with less work by stopping sooner",
                        lambda r: r.replace(epochs=r.epochs - 1)),
 }
+
+# Variants that train with SelectiveBackprop: the fraction of each batch kept.
+SELECTIVE = {"selective_half": 0.5, "selective_half_10": 0.5}
 
 
 def _flip_shift8_probs(model: object, x: np.ndarray) -> np.ndarray:
@@ -142,12 +155,22 @@ def run_variant(recipe: str, variant: str, seed: int, data: str | None,
     x, y, x_val, y_val = split_validation(ds.x_train, ds.y_train, val_size, seed=seed)
     # Train on the rest with nothing monitored, so the time compares with time_to_accuracy.
     split = CifarData(x, y, x_val, y_val, ds.class_names, source=f"{ds.source}, split")
+    callbacks = []
+    if variant in SELECTIVE:
+        sample = np.random.default_rng(seed).permutation(len(x))[:5000]
+        callbacks.append(SelectiveBackprop(r, SELECTIVE[variant], x[np.sort(sample)],
+                                           len(x) // r.batch_size))
     with tempfile.TemporaryDirectory() as runs:
         t0 = time.perf_counter()
-        run = train(r, data=split, monitor_test=False, seed=seed, runs_dir=runs, verbose=2)
+        run = train(r, data=split, monitor_test=False, seed=seed, runs_dir=runs, verbose=2,
+                    callbacks=callbacks)
         seconds = time.perf_counter() - t0
         meta = run.read_metadata()
-        work = meta["work"]
+        work = dict(meta["work"])
+        if callbacks:  # the work done, not the whole batches' the run's metadata counts
+            images = images_per_epoch(len(x), r.batch_size, r.augmentation) * r.epochs
+            work["train_pflops"] = round(callbacks[0].train_pflops(work["train_pflops"],
+                                                                   images), 4)
         model = Classifier.load(run.path).model
         acc = {f"val_accuracy{suffix}": float(
                    (predict_probs(model, x_val, tta=tta).argmax(1) == y_val).mean())

@@ -12,6 +12,8 @@ from benchmarks.ablation import VARIANTS
 from benchmarks.plot_curves import mean_curve, plot
 from benchmarks.profile_step import VARIANTS as PROFILE_VARIANTS
 from benchmarks.profile_step import isolated_convs, model_and_batch, op_kind, traced_op_times
+from benchmarks.selective import SelectiveBackprop, selective_recipe
+from benchmarks.tta_views import VIEW_SETS, combine, view_probs
 from cifar_cnn.recipes import get_recipe
 from cifar_cnn.training.trainer import build_model
 
@@ -25,11 +27,53 @@ def test_each_ablation_variant_changes_one_thing_and_builds(variant: str) -> Non
     # progressive_resize_9 and progressive_10 also train more epochs, and the last one
     # below also changes where the JPEG share goes; narrow_longer trades width for epochs
     fields = {"recipe": 0, "progressive_resize": 2, "progressive_resize_9": 3, "narrow_longer": 2,
-              "progressive_10": 3, "progressive_10_jpeg_full_size_only": 4}
+              "selective_half_10": 2, "progressive_10": 3, "progressive_10_jpeg_full_size_only": 4}
     assert len(changed) == fields.get(variant, 1), changed
     net = build_model(r, 10, (32, 32, 3), steps_per_epoch=5)
     opt = r.build_optimizer(steps_per_epoch=5)
     assert net.output.shape == (None, 10) and opt is not None
+
+
+def test_selective_backprop_trains_the_network_on_half_of_each_batch(tiny_data,
+                                                                   tmp_path: Path) -> None:
+    from cifar_cnn import Classifier, train
+
+    base = get_recipe("fast94").replace(batch_size=40, precision="float32")
+    r = selective_recipe(base, 0.5, epochs=2)
+    assert r.resolved_optimizer_options()["sgd_learning_rate"] == pytest.approx(
+        0.5 * base.resolved_optimizer_options()["sgd_learning_rate"])
+    cb = SelectiveBackprop(r, 0.5, tiny_data.x_train[:100], steps_per_epoch=4)
+    run = train(r, data=tiny_data, runs_dir=tmp_path, monitor_test=False, verbose=0,
+                callbacks=[cb])
+    steps = run.read_metadata()["dataset"]["num_train"] // r.batch_size  # less calibration
+    assert int(cb.images_trained.numpy()) == 2 * steps * 20  # 20 of each batch of 40
+    assert int(cb.proxy.optimizer.iterations.numpy()) == steps  # on every second batch
+    whole = run.read_metadata()["work"]["train_pflops"]
+    assert 0.5 * whole < cb.train_pflops(whole, 2 * steps * 40) < 0.55 * whole
+    assert "train_step" not in vars(cb.model)  # the model's own step again
+    probs = Classifier.load(run.path).predict(tiny_data.x_test[:3])
+    assert probs.shape == (3, 10)
+
+
+def test_tta_view_sets_agree_with_the_library_and_the_ablation() -> None:
+    import numpy as np
+
+    from benchmarks.ablation import _flip_shift8_probs
+    from cifar_cnn.tta import predict_probs
+
+    net = build_model(get_recipe("quick"), 10, (32, 32, 3), steps_per_epoch=5)
+    x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    views = view_probs(net, x)
+    assert len(views) == 50
+    np.testing.assert_allclose(combine(views, "none", 1.0), predict_probs(net, x, tta="flip"),
+                               rtol=1e-5)
+    np.testing.assert_allclose(combine(views, "diag2", 0.5),
+                               predict_probs(net, x, tta="flip_translate"), rtol=1e-5)
+    np.testing.assert_allclose(combine(views, "ring8", 0.5), _flip_shift8_probs(net, x),
+                               rtol=1e-5)
+    for ring, centre, mean, _ in VIEW_SETS.values():
+        probs = combine(views, ring, centre, mean)
+        assert probs.shape == (6, 10) and np.isfinite(probs).all()
 
 
 @pytest.mark.parametrize("recipe", ["quick", "fast94"])
