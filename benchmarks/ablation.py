@@ -6,7 +6,8 @@ default), and reports validation accuracy without test-time augmentation, with f
 with flips and shifts, beside the training time. The test set is never touched, so these
 figures may be used for tuning.
 
-Writes ``benchmarks/results/ablation-<recipe>-<UTC time>.json``.
+Writes ``benchmarks/results/ablation-<recipe>-<UTC time>.json``, rewritten after each run;
+until the last one is done its ``runs_missing`` lists the ``variant:seed`` runs not yet made.
 
 Usage:
     python -m benchmarks.ablation --recipe quick --data ../shared/datasets/cifar10
@@ -186,6 +187,30 @@ def run_variant(recipe: str, variant: str, seed: int, data: str | None,
             "precision": meta["settings"]["precision"]["used"]}
 
 
+KEYS = ("val_accuracy", "val_accuracy_flip", "val_accuracy_flip_translate",
+        "val_accuracy_flip_shift8", "val_accuracy_jpeg75_flip_translate",
+        "val_accuracy_jpeg50_flip_translate", "train_seconds", "train_pflops")
+
+
+def summary(args: argparse.Namespace, names: list[str], runs: list[dict],
+            planned: list[tuple[str, int]]) -> dict:
+    """The result of the runs done so far; ``runs_missing`` lists the planned ones not yet run."""
+    def mean(variant: str, key: str) -> float | None:
+        values = [r[key] for r in runs if r["variant"] == variant and key in r]
+        return round(statistics.fmean(values), 5) if values else None
+
+    missing = [f"{v}:{seed}" for v, seed in planned[len(runs):]]
+    return {
+        "recipe": args.recipe,
+        "val_size": args.val_size,
+        "seeds_per_variant": args.seeds,
+        **({"runs_missing": missing} if missing else {}),
+        "variants": {v: {"change": VARIANTS[v][0], **{k: mean(v, k) for k in KEYS}}
+                     for v in names if any(r["variant"] == v for r in runs)},
+        "runs": runs,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="quick")
@@ -208,31 +233,17 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"Unknown variant(s) {', '.join(unknown)}; "
                          f"choose from {', '.join(VARIANTS)}.")
-    runs = []
-    for variant in names:
-        for seed in range(args.seeds):
-            cmd = ["benchmarks.ablation", "--recipe", args.recipe, "--child",
-                   f"{variant}:{seed}", "--val-size", str(args.val_size)]
-            cmd += ["--data", args.data] if args.data else []
-            runs.append(run_child(cmd))
-            print(json.dumps(runs[-1]), flush=True)
-
-    def mean(variant: str, key: str) -> float | None:
-        values = [r[key] for r in runs if r["variant"] == variant and key in r]
-        return round(statistics.fmean(values), 5) if values else None
-
-    keys = ("val_accuracy", "val_accuracy_flip", "val_accuracy_flip_translate",
-            "val_accuracy_flip_shift8", "val_accuracy_jpeg75_flip_translate",
-            "val_accuracy_jpeg50_flip_translate", "train_seconds", "train_pflops")
-    numbers = {
-        "recipe": args.recipe,
-        "val_size": args.val_size,
-        "seeds_per_variant": args.seeds,
-        "variants": {v: {"change": VARIANTS[v][0], **{k: mean(v, k) for k in keys}}
-                     for v in names},
-        "runs": runs,
-    }
-    path = write_result(f"ablation-{args.recipe}", numbers)
+    planned = [(v, seed) for v in names for seed in range(args.seeds)]
+    runs: list[dict] = []
+    path = None
+    for variant, seed in planned:
+        cmd = ["benchmarks.ablation", "--recipe", args.recipe, "--child",
+               f"{variant}:{seed}", "--val-size", str(args.val_size)]
+        cmd += ["--data", args.data] if args.data else []
+        runs.append(run_child(cmd))
+        print(json.dumps(runs[-1]), flush=True)
+        numbers = summary(args, names, runs, planned)
+        path = write_result(f"ablation-{args.recipe}", numbers, path)  # kept if stopped later
     for v, row in numbers["variants"].items():
         print(f"{v:22s} val {row['val_accuracy']:.4f}  flip+shift TTA "
               f"{row['val_accuracy_flip_translate']:.4f}  {row['train_seconds']:7.1f} s  "

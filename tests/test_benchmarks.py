@@ -158,6 +158,28 @@ def test_profiled_step_is_the_named_recipes_network(recipe: str) -> None:
     assert model.count_params() == reference.count_params()
 
 
+def test_ablation_result_is_rewritten_after_each_run(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from benchmarks import ablation, common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "_matmul_gflops_once", lambda: {"float32": 1.0})
+    args = argparse.Namespace(recipe="fast94", val_size=5000, seeds=1)
+    names, planned = ["recipe", "selective_half"], [("recipe", 0), ("selective_half", 0)]
+    runs = [{"variant": "recipe", "seed": 0, **{k: 0.9 for k in ablation.KEYS}}]
+    path = common.write_result("ablation-fast94", ablation.summary(args, names, runs, planned))
+    first = json.loads(path.read_text())
+    assert first["runs_missing"] == ["selective_half:0"] and list(first["variants"]) == ["recipe"]
+    runs.append({"variant": "selective_half", "seed": 0, **{k: 0.8 for k in ablation.KEYS}})
+    assert common.write_result("ablation-fast94", ablation.summary(args, names, runs, planned),
+                               path) == path
+    final = json.loads(path.read_text())
+    assert "runs_missing" not in final and list(tmp_path.iterdir()) == [path]
+    assert final["variants"]["selective_half"]["val_accuracy_flip_translate"] == 0.8
+
+
 def test_robustness_result_is_rewritten_after_each_seed(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """An interrupted multi-seed run keeps the seeds it finished, marked as incomplete."""
