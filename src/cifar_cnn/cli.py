@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cifar_cnn import __version__
-from cifar_cnn.errors import CifarCnnError
+from cifar_cnn.errors import CifarCnnError, WorkerLostError
 
 
 @contextlib.contextmanager
@@ -430,4 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except CifarCnnError as e:
         print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, WorkerLostError):
+            # TensorFlow's teardown of the cluster can wait on the lost worker for minutes
+            # (seen in CI); the checkpoints are on disk, so leave at once.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2

@@ -15,6 +15,10 @@ class RunError(CifarCnnError):
     """A run directory or model file is missing, incomplete or inconsistent."""
 
 
+class WorkerLostError(RunError):
+    """A worker of a multi-worker job stopped or cannot be reached; the job must be restarted."""
+
+
 class ImageError(CifarCnnError):
     """An image file given for prediction could not be read."""
 

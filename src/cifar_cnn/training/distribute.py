@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_cnn.errors import ConfigError, RunError
+from cifar_cnn.errors import ConfigError, RunError, WorkerLostError
 from cifar_cnn.models import leaf_layers
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -254,7 +254,7 @@ def fit_distributed(net: keras.Model, cluster: Cluster,
                 validation_batch_size)
     except (tf.errors.UnavailableError, tf.errors.AbortedError,
             tf.errors.DeadlineExceededError) as e:
-        raise RunError(f"A worker of the job stopped or cannot be reached "
+        raise WorkerLostError(f"A worker of the job stopped or cannot be reached "
                        f"({type(e).__name__}). Restart every worker "
                        "with the same command: training resumes from the last checkpoint "
                        "of the run directory.") from e
