@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.averaging import Lookahead
 from benchmarks.common import run_child, write_result
 from benchmarks.robustness import jpeg_copy
 from benchmarks.selective import SelectiveBackprop, selective_recipe
@@ -120,6 +121,14 @@ VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
     "selective_half_10": ("selective_half over 10 epochs (the schedule stretched; about 68% "
                           "of fast94's work)",
                           lambda r: selective_recipe(r, SELECTIVE["selective_half_10"], 10)),
+    # Weight averaging and the schedule's shape (the issue's third idea).
+    "lookahead": ("Lookahead (benchmarks/averaging.py, as airbench94 had it): every 5 steps "
+                  "the weights are reset to their moving average, batch-norm statistics "
+                  "included, whose decay grows to 0.95 per step; training ends on the average",
+                  lambda r: r),
+    "cosine_schedule": ("the rates decay to zero as a cosine (higher early, lower late) "
+                        "instead of a straight line", lambda r: r.replace(
+                            lr_schedule="warmup_cosine", warmup_fraction=0.0)),
     "one_epoch_less": ("one epoch fewer (the same schedule, squeezed), for comparing less "
                        "work by resizing with less work by stopping sooner",
                        lambda r: r.replace(epochs=r.epochs - 1)),
@@ -127,6 +136,8 @@ VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
 
 # Variants that train with SelectiveBackprop: the fraction of each batch kept.
 SELECTIVE = {"selective_half": 0.5, "selective_half_10": 0.5}
+# Variants that train with Lookahead.
+LOOKAHEAD = {"lookahead"}
 
 
 def _flip_shift8_probs(model: object, x: np.ndarray) -> np.ndarray:
@@ -161,6 +172,8 @@ def run_variant(recipe: str, variant: str, seed: int, data: str | None,
         sample = np.random.default_rng(seed).permutation(len(x))[:5000]
         callbacks.append(SelectiveBackprop(r, SELECTIVE[variant], x[np.sort(sample)],
                                            len(x) // r.batch_size))
+    if variant in LOOKAHEAD:
+        callbacks.append(Lookahead())
     with tempfile.TemporaryDirectory() as runs:
         t0 = time.perf_counter()
         run = train(r, data=split, monitor_test=False, seed=seed, runs_dir=runs, verbose=2,

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.ablation import VARIANTS
+from benchmarks.averaging import Lookahead
 from benchmarks.plot_curves import mean_curve, plot
 from benchmarks.profile_step import VARIANTS as PROFILE_VARIANTS
 from benchmarks.profile_step import isolated_convs, model_and_batch, op_kind, traced_op_times
@@ -26,7 +27,9 @@ def test_each_ablation_variant_changes_one_thing_and_builds(variant: str) -> Non
     # progressive_resize is progressive_crop with the other way of making small images;
     # progressive_resize_9 and progressive_10 also train more epochs, and the last one
     # below also changes where the JPEG share goes; narrow_longer trades width for epochs
-    fields = {"recipe": 0, "progressive_resize": 2, "progressive_resize_9": 3, "narrow_longer": 2,
+    # lookahead changes the training loop, not the recipe
+    fields = {"recipe": 0, "lookahead": 0, "progressive_resize": 2, "progressive_resize_9": 3,
+              "narrow_longer": 2,
               "selective_half_10": 2, "progressive_10": 3, "progressive_10_jpeg_full_size_only": 4}
     assert len(changed) == fields.get(variant, 1), changed
     net = build_model(r, 10, (32, 32, 3), steps_per_epoch=5)
@@ -53,6 +56,28 @@ def test_selective_backprop_trains_the_network_on_half_of_each_batch(tiny_data,
     assert "train_step" not in vars(cb.model)  # the model's own step again
     probs = Classifier.load(run.path).predict(tiny_data.x_test[:3])
     assert probs.shape == (3, 10)
+
+
+def test_lookahead_ends_training_on_the_average_batch_norm_statistics_included(
+        tiny_data, tmp_path: Path) -> None:
+    import numpy as np
+
+    from cifar_cnn import Classifier, train
+
+    r = get_recipe("fast94").replace(batch_size=20, epochs=2, precision="float32")
+    cb = Lookahead(every=2)
+    run = train(r, data=tiny_data, runs_dir=tmp_path, monitor_test=False, verbose=0,
+                callbacks=[cb])
+    steps = run.read_metadata()["dataset"]["num_train"] // r.batch_size
+    assert cb.updates == 2 * steps // 2 + 1  # every second step, and once at the end
+    assert cb.decay_at(0) == 0 and cb.decay_at(2 * steps) == pytest.approx(0.95 ** 2)
+    saved = Classifier.load(run.path).model
+    names = [v.path for v in cb.model.weights if "float" in str(v.dtype)]
+    assert any("moving_mean" in n for n in names)  # the statistics are averaged too
+    loaded = {v.path: v.numpy() for v in saved.weights}
+    for average, name in zip(cb._average, names, strict=True):
+        np.testing.assert_allclose(loaded[name], average.numpy(), rtol=1e-6, atol=1e-7)
+    assert Classifier.load(run.path).predict(tiny_data.x_test[:3]).shape == (3, 10)
 
 
 def test_tta_view_sets_agree_with_the_library_and_the_ablation() -> None:
