@@ -181,7 +181,7 @@ def run_variant(recipe: str, variant: str, seed: int, data: str | None,
         seconds = time.perf_counter() - t0
         meta = run.read_metadata()
         work = dict(meta["work"])
-        if callbacks:  # the work done, not the whole batches' the run's metadata counts
+        if variant in SELECTIVE:  # the work done, not the whole batches' the metadata counts
             images = images_per_epoch(len(x), r.batch_size, r.augmentation) * r.epochs
             work["train_pflops"] = round(callbacks[0].train_pflops(work["train_pflops"],
                                                                    images), 4)
