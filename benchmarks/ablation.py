@@ -31,6 +31,7 @@ from benchmarks.robustness import jpeg_copy
 from benchmarks.selective import SelectiveBackprop, selective_recipe
 from cifar_cnn.data.augment import images_per_epoch
 from cifar_cnn.recipes import Recipe, get_recipe
+from cifar_cnn.tta import EXTRA_VIEW_SETS, VIEW_SETS, View, view_probs
 
 
 def _options(r: Recipe, **changes: object) -> Recipe:
@@ -134,25 +135,25 @@ VARIANTS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
                        lambda r: r.replace(epochs=r.epochs - 1)),
 }
 
-# Variants that train with SelectiveBackprop: the fraction of each batch kept.
+# Variants that train a SelectiveModel ranked by SelectiveBackprop: the fraction of each
+# batch kept.
 SELECTIVE = {"selective_half": 0.5, "selective_half_10": 0.5}
 # Variants that train with Lookahead.
 LOOKAHEAD = {"lookahead"}
 
 
-def _flip_shift8_probs(model: object, x: np.ndarray) -> np.ndarray:
-    """A wider TTA tried here before any user gets it: half the weight on the image and its
-    mirror, the other half spread over the mirror pairs of its 8 one-pixel shifts."""
-    from cifar_cnn.tta import predict_probs
+# The TTA each run is scored with (cifar_cnn.tta's view sets): suffix of the key -> set.
+TTA_SETS = {"_flip": VIEW_SETS["flip"], "_flip_translate": VIEW_SETS["flip_translate"],
+            "_flip_shift8": EXTRA_VIEW_SETS["flip_shift8"]}
 
-    h, w = x.shape[1:3]
-    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-    shifts = [(dy, dx) for dy in (0, 1, 2) for dx in (0, 1, 2) if (dy, dx) != (1, 1)]
-    probs = 0.5 * predict_probs(model, x, tta="flip")
-    for dy, dx in shifts:
-        view = np.ascontiguousarray(padded[:, dy:dy + h, dx:dx + w])
-        probs += 0.5 / len(shifts) * predict_probs(model, view, tta="flip")
-    return probs
+
+def tta_accuracies(model: object, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy without TTA and with each of `TTA_SETS`, every distinct view computed once."""
+    probs = view_probs(model, x, [View(), *(v for s in TTA_SETS.values() for _, v in s.views)])
+    acc = {"val_accuracy": float((probs[View()].argmax(1) == y).mean())}
+    acc.update({f"val_accuracy{suffix}": float((s.combine(probs).argmax(1) == y).mean())
+                for suffix, s in TTA_SETS.items()})
+    return acc
 
 
 def run_variant(recipe: str, variant: str, seed: int, data: str | None,
@@ -170,8 +171,7 @@ def run_variant(recipe: str, variant: str, seed: int, data: str | None,
     callbacks = []
     if variant in SELECTIVE:
         sample = np.random.default_rng(seed).permutation(len(x))[:5000]
-        callbacks.append(SelectiveBackprop(r, SELECTIVE[variant], x[np.sort(sample)],
-                                           len(x) // r.batch_size))
+        callbacks.append(SelectiveBackprop(r, x[np.sort(sample)], len(x) // r.batch_size))
     if variant in LOOKAHEAD:
         callbacks.append(Lookahead())
     with tempfile.TemporaryDirectory() as runs:
@@ -186,12 +186,7 @@ def run_variant(recipe: str, variant: str, seed: int, data: str | None,
             work["train_pflops"] = round(callbacks[0].train_pflops(work["train_pflops"],
                                                                    images), 4)
         model = Classifier.load(run.path).model
-        acc = {f"val_accuracy{suffix}": float(
-                   (predict_probs(model, x_val, tta=tta).argmax(1) == y_val).mean())
-               for suffix, tta in (("", None), ("_flip", "flip"),
-                                   ("_flip_translate", "flip_translate"))}
-        acc["val_accuracy_flip_shift8"] = float(
-            (_flip_shift8_probs(model, x_val).argmax(1) == y_val).mean())
+        acc = tta_accuracies(model, x_val, y_val)
         for q in (75, 50):  # robustness to JPEG, with the recipes' TTA
             probs = predict_probs(model, jpeg_copy(x_val, q), tta="flip_translate")
             acc[f"val_accuracy_jpeg{q}_flip_translate"] = float((probs.argmax(1) == y_val).mean())

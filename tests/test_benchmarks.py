@@ -13,8 +13,8 @@ from benchmarks.averaging import Lookahead
 from benchmarks.plot_curves import mean_curve, plot
 from benchmarks.profile_step import VARIANTS as PROFILE_VARIANTS
 from benchmarks.profile_step import isolated_convs, model_and_batch, op_kind, traced_op_times
-from benchmarks.selective import SelectiveBackprop, selective_recipe
-from benchmarks.tta_views import VIEW_SETS, combine, view_probs
+from benchmarks.selective import SelectiveBackprop, SelectiveModel, selective_recipe
+from benchmarks.tta_views import VIEW_SETS, scores
 from cifar_cnn.recipes import get_recipe
 from cifar_cnn.training.trainer import build_model
 
@@ -27,10 +27,11 @@ def test_each_ablation_variant_changes_one_thing_and_builds(variant: str) -> Non
     # progressive_resize is progressive_crop with the other way of making small images;
     # progressive_resize_9 and progressive_10 also train more epochs, and the last one
     # below also changes where the JPEG share goes; narrow_longer trades width for epochs
-    # lookahead changes the training loop, not the recipe
+    # lookahead changes the training loop, not the recipe; the selective ones name the
+    # selective network (model, model_options) beside their scaled rates
     fields = {"recipe": 0, "lookahead": 0, "progressive_resize": 2, "progressive_resize_9": 3,
-              "narrow_longer": 2,
-              "selective_half_10": 2, "progressive_10": 3, "progressive_10_jpeg_full_size_only": 4}
+              "narrow_longer": 2, "selective_half": 3,
+              "selective_half_10": 4, "progressive_10": 3, "progressive_10_jpeg_full_size_only": 4}
     assert len(changed) == fields.get(variant, 1), changed
     net = build_model(r, 10, (32, 32, 3), steps_per_epoch=5)
     opt = r.build_optimizer(steps_per_epoch=5)
@@ -45,7 +46,8 @@ def test_selective_backprop_trains_the_network_on_half_of_each_batch(tiny_data,
     r = selective_recipe(base, 0.5, epochs=2)
     assert r.resolved_optimizer_options()["sgd_learning_rate"] == pytest.approx(
         0.5 * base.resolved_optimizer_options()["sgd_learning_rate"])
-    cb = SelectiveBackprop(r, 0.5, tiny_data.x_train[:100], steps_per_epoch=4)
+    assert r.model == "selective" and r.model_options == {"base": "airbench", "keep": 0.5}
+    cb = SelectiveBackprop(r, tiny_data.x_train[:100], steps_per_epoch=4)
     run = train(r, data=tiny_data, runs_dir=tmp_path, monitor_test=False, verbose=0,
                 callbacks=[cb])
     steps = run.read_metadata()["dataset"]["num_train"] // r.batch_size  # less calibration
@@ -53,9 +55,16 @@ def test_selective_backprop_trains_the_network_on_half_of_each_batch(tiny_data,
     assert int(cb.proxy.optimizer.iterations.numpy()) == steps  # on every second batch
     whole = run.read_metadata()["work"]["train_pflops"]
     assert 0.5 * whole < cb.train_pflops(whole, 2 * steps * 40) < 0.55 * whole
-    assert "train_step" not in vars(cb.model)  # the model's own step again
-    probs = Classifier.load(run.path).predict(tiny_data.x_test[:3])
-    assert probs.shape == (3, 10)
+    assert isinstance(cb.model, SelectiveModel) and cb.model.ranker is None  # whole batches again
+    assert "train_step" not in vars(cb.model)  # Keras' own hook, nothing patched
+    network = build_model(base, 10, (32, 32, 3), steps_per_epoch=4)
+    assert len(cb.model.weights) == len(network.weights)  # the proxy is none of the model's
+    assert cb.proxy.count_params() < network.count_params() / 10
+    loaded = Classifier.load(run.path)  # a SelectiveModel where this module is imported
+    assert isinstance(loaded.model, SelectiveModel)
+    assert loaded.predict(tiny_data.x_test[:3]).shape == (3, 10)
+    with pytest.raises(ValueError, match="selective_recipe"):
+        SelectiveBackprop(base, tiny_data.x_train[:100], steps_per_epoch=4)
 
 
 def test_lookahead_ends_training_on_the_average_batch_norm_statistics_included(
@@ -80,25 +89,37 @@ def test_lookahead_ends_training_on_the_average_batch_norm_statistics_included(
     assert Classifier.load(run.path).predict(tiny_data.x_test[:3]).shape == (3, 10)
 
 
-def test_tta_view_sets_agree_with_the_library_and_the_ablation() -> None:
+def test_tta_benchmarks_score_the_librarys_view_sets_each_view_computed_once() -> None:
     import numpy as np
 
-    from benchmarks.ablation import _flip_shift8_probs
-    from cifar_cnn.tta import predict_probs
+    from benchmarks.ablation import TTA_SETS, tta_accuracies
+    from cifar_cnn.tta import EXTRA_VIEW_SETS, predict_probs
 
     net = build_model(get_recipe("quick"), 10, (32, 32, 3), steps_per_epoch=5)
     x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
-    views = view_probs(net, x)
-    assert len(views) == 50
-    np.testing.assert_allclose(combine(views, "none", 1.0), predict_probs(net, x, tta="flip"),
-                               rtol=1e-5)
-    np.testing.assert_allclose(combine(views, "diag2", 0.5),
-                               predict_probs(net, x, tta="flip_translate"), rtol=1e-5)
-    np.testing.assert_allclose(combine(views, "ring8", 0.5), _flip_shift8_probs(net, x),
-                               rtol=1e-5)
-    for ring, centre, mean, _ in VIEW_SETS.values():
-        probs = combine(views, ring, centre, mean)
-        assert probs.shape == (6, 10) and np.isfinite(probs).all()
+    y = np.arange(6) % 10
+    calls = []
+
+    class Counted:  # the network, counting its forward passes
+        def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+            calls.append(1)
+            return net.predict_on_batch(batch)
+
+    rows = scores(Counted(), x, y)
+    assert len(calls) == 50  # the mirror pairs of every shift of up to 2 pixels, once each
+    assert list(rows) == ["none", *VIEW_SETS]
+    assert [rows[n]["forward_passes"] for n in ("none", "mirror", "airbench", "ring8",
+                                                 "grid24")] == [1, 2, 6, 18, 50]
+    for name, (view_set, _) in VIEW_SETS.items():
+        expected = (predict_probs(net, x, tta=view_set).argmax(1) == y).mean()
+        assert rows[name]["val_accuracy"] == pytest.approx(expected), name
+    calls.clear()
+    acc = tta_accuracies(Counted(), x, y)
+    assert len(calls) == 18 and TTA_SETS["_flip_shift8"] is EXTRA_VIEW_SETS["flip_shift8"]
+    for suffix, tta in (("", None), ("_flip", "flip"), ("_flip_translate", "flip_translate"),
+                        ("_flip_shift8", "flip_shift8")):
+        expected = (predict_probs(net, x, tta=tta).argmax(1) == y).mean()
+        assert acc[f"val_accuracy{suffix}"] == pytest.approx(expected), suffix
 
 
 @pytest.mark.parametrize("recipe", ["quick", "fast94"])

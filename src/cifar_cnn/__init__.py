@@ -25,6 +25,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "train": "cifar_cnn.training",
+    "TrainConfig": "cifar_cnn.training",
+    "InputSpec": "cifar_cnn.images",
     "evaluate": "cifar_cnn.evaluation",
     "Classifier": "cifar_cnn.predict",
     "load_cifar10": "cifar_cnn.data",

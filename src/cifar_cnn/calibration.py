@@ -5,16 +5,20 @@ A classifier is *calibrated* when, among the images it labels with confidence ``
 miscalibration of CNNs, over-confidence, with a single scalar temperature fitted on held-out
 data (Guo et al., 2017, "On Calibration of Modern Neural Networks").
 
-Everything here is pure numpy/scipy so it can run without TensorFlow.
+Everything here is pure numpy/scipy so it can run without TensorFlow; `calibrate_model`
+runs a model given to it.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
+
+from cifar_cnn.tta import TTA_MODES, predict_probs
 
 # Probabilities are clipped to this before taking logs, so a hard 0 does not become -inf.
 PROB_FLOOR = 1e-12
@@ -261,12 +265,28 @@ def fit_calibration(probs_by_tta: dict[str | None, np.ndarray], y_true: np.ndarr
 
 
 def temperatures_from(calibration: dict[str, Any]) -> dict[str, float]:
-    """``{tta key: temperature}`` from a calibration.json, new or old layout.
+    """``{tta key: temperature}`` from a run's calibration (`cifar_cnn.runs.RunDir.
+    read_calibration` gives it in this one format)."""
+    return {k: float(v["temperature"]) for k, v in calibration["modes"].items()}
 
-    Runs before per-mode calibration stored one ``temperature`` (fitted on the validation
-    split with the recipe's TTA); it is used for every mode.
+
+def calibrate_model(model: Any, x: np.ndarray, y: np.ndarray, *, fit_on: str,
+                    seed: int | None = None,
+                    modes: tuple[str | None, ...] | None = None) -> dict[str, Any]:
+    """Fit a temperature for every TTA mode of a model on held-out images.
+
+    Args:
+        model: anything `cifar_cnn.tta.predict_probs` runs (a Keras model).
+        x, y: the held-out uint8 images and their labels.
+        fit_on: what the images are ("calibration split", "validation split").
+        seed: the seed that chose them, recorded.
+        modes: the TTA modes to fit (default: none and every mode of `TTA_MODES`).
+
+    Returns:
+        A run's calibration (what `cifar_cnn.runs.RunDir.write_calibration` stores).
     """
-    if "modes" in calibration:
-        return {k: float(v["temperature"]) for k, v in calibration["modes"].items()}
-    t = float(calibration["temperature"])
-    return {k: t for k in ("none", "flip", "flip_translate")}
+    t0 = time.perf_counter()
+    fitted = fit_calibration({m: predict_probs(model, x, tta=m)
+                              for m in (modes or (None, *TTA_MODES))}, y)
+    return {"fit_on": fit_on, "num_images": len(y), "seed": seed, "modes": fitted,
+            "seconds": round(time.perf_counter() - t0, 3)}

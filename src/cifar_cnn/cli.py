@@ -13,6 +13,9 @@ from pathlib import Path
 
 from cifar_cnn import __version__
 from cifar_cnn.errors import CifarCnnError, WorkerLostError
+from cifar_cnn.export import FORMATS
+from cifar_cnn.training.config import cli_options
+from cifar_cnn.tta import TTA_CHOICES, TTA_DEFAULT
 
 
 @contextlib.contextmanager
@@ -49,27 +52,10 @@ def _quiet_tensorflow() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cifar_cnn.training import train
+    from cifar_cnn.training.config import config_from_args
 
     try:
-        run = train(
-            args.recipe,
-            model=args.model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            precision=args.precision,
-            data=args.data,
-            val_size=args.val_size,
-            monitor_test=not args.no_monitor,
-            calibration_size=args.calibration_size,
-            seed=args.seed,
-            runs_dir=args.runs_dir,
-            name=args.name,
-            resume=args.resume,
-            verbose=0 if args.quiet else "auto",
-            strategy=args.strategy,
-            devices=[d for d in (args.devices or "").split(",") if d],
-        )
+        run = train(config_from_args(args))
     except KeyboardInterrupt:
         return 130  # train() has said how to resume
     meta = run.read_metadata() if run.metadata.is_file() else {}
@@ -101,53 +87,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_run(path: str) -> bool:
-    from cifar_cnn.predict.runtimes import export_format
-    from cifar_cnn.runs import METADATA_FILE, MODEL_FILE
-
-    p = Path(path)
-    if export_format(p) is not None:  # exported: SavedModel folder, .tflite, .onnx
-        return True
-    if p.is_dir():
-        return (p / MODEL_FILE).is_file() or (p / METADATA_FILE).is_file()
-    return p.suffix == ".keras"
-
-
-def _looks_like_missing_run(path: str) -> bool:
-    """A first argument that names nothing and cannot be an image or a pattern: a mistyped
-    run, better reported as such than as an unreadable image."""
-    import glob
-
-    from cifar_cnn.predict.images import IMAGE_SUFFIXES
-
-    p = Path(path)
-    return not p.exists() and p.suffix.lower() not in IMAGE_SUFFIXES and not glob.has_magic(path)
-
-
-def _run_and_inputs(items: Sequence[str]) -> tuple[str | None, list[str]]:
-    """``[RUN] IMAGE...``: a leading run directory or .keras file is the model (None: the
-    packaged default); the rest are inputs."""
-    if _is_run(items[0]) or (len(items) > 1 and _looks_like_missing_run(items[0])):
-        if len(items) == 1:
-            raise CifarCnnError(f"No images given: {items[0]} is a run; add image files, "
-                                "directories or patterns after it.")
-        return items[0], list(items[1:])
-    return None, list(items)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_cnn.predict import MAX_PIXELS, Classifier
-    from cifar_cnn.predict.runtimes import export_format
+    from cifar_cnn.runs import resolve_artifact, split_model_and_inputs
 
-    run, inputs = _run_and_inputs(args.inputs)
-    clf = Classifier.load(run)
-    if not args.verbose and run is not None and export_format(run) == "litert":
+    model, inputs = split_model_and_inputs(args.inputs)
+    artifact = resolve_artifact(model)
+    clf = Classifier.load(artifact)
+    if not args.verbose and artifact.format == "litert":
         import numpy as np
 
         # LiteRT logs creating its XNNPACK delegate on the first call; make that call here.
-        w, h = clf.input_size
         with _native_stderr_hidden():
-            clf.model.predict(np.zeros((1, h, w, 3), np.uint8))
+            clf.model.predict(np.zeros((1, *clf.spec.shape), np.uint8))
     calibrated = False if args.uncalibrated else (True if args.calibrated else None)
     results = clf.predict_files(inputs, top_k=args.top_k, tta=args.tta,
                                 calibrated=calibrated, batch_size=args.batch_size,
@@ -204,23 +156,14 @@ def _limits(limits: dict[str, float | None]) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from cifar_cnn.errors import RunError
     from cifar_cnn.predict import MAX_PIXELS
     from cifar_cnn.serve import create_app, run_server
 
-    run = args.run
-    if run is None:
-        try:
-            from cifar_cnn.predict import default_run
-        except ImportError:
-            raise RunError("No RUN given, and this cifar-cnn has no packaged default model; "
-                           "give a run directory: cifar-cnn serve runs/NAME") from None
-        run = default_run()
     try:
-        app = create_app(run, max_bytes=args.max_bytes, max_files=args.max_files,
+        app = create_app(args.run, max_bytes=args.max_bytes, max_files=args.max_files,
                          max_pixels=args.max_pixels or MAX_PIXELS,
                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                         tta=None if args.tta == "recipe" else args.tta)
+                         tta=args.tta)
         service = app.state.service
         run_server(app, args.host, args.port,
                    log_level="info" if args.verbose else "warning",
@@ -267,6 +210,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tta(p: argparse.ArgumentParser) -> None:
+    """``--tta [MODE]`` and ``--no-tta``: test-time augmentation, as HTTP's ``tta`` option."""
+    p.add_argument("--tta", nargs="?", const=True, default=None, choices=TTA_CHOICES,
+                   metavar="MODE",
+                   help=f"test-time augmentation: {', '.join(TTA_CHOICES)} (default: the "
+                        "run's recipe's; --tta alone: that, or flip if it has none)")
+    p.add_argument("--no-tta", dest="tta", action="store_const", const=False,
+                   help="no test-time augmentation (the same as --tta none)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cifar-cnn",
@@ -282,38 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "else download once)")
 
     p = sub.add_parser("train", parents=[common], help="train a network; writes runs/<name>/")
-    p.add_argument("--recipe", default="baseline", help="named recipe (see `cifar-cnn models`)")
-    p.add_argument("--model", help="network name, overriding the recipe's")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
-    p.add_argument("--precision",
-                   choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
-                   help="override the recipe's precision policy (auto: mixed_bfloat16 where "
-                        "the CPU or GPU computes bfloat16 natively, else float32)")
-    p.add_argument("--data", help=data_help)
-    p.add_argument("--val-size", type=int, default=0,
-                   help="hold out N training images (stratified) for validation and "
-                        "calibration; 0 monitors the test set, as the TF tutorial does")
-    p.add_argument("--calibration-size", type=int,
-                   help="without --val-size: training images held out to calibrate the "
-                        "probabilities after training (default: the recipe's, 1000; 0: none)")
-    p.add_argument("--no-monitor", action="store_true",
-                   help="without --val-size: do not evaluate the test set after each epoch")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--runs-dir", default="runs", help="parent folder for runs (default runs/)")
-    p.add_argument("--name", help="run folder name (default: the recipe's name)")
-    p.add_argument("--resume", metavar="RUN",
-                   help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
-                   default="default",
-                   help="tf.distribute: one device (default), all GPUs of this machine "
-                        "(mirrored), or several machines configured by TF_CONFIG "
-                        "(multi-worker; README: Training on several machines)")
-    p.add_argument("--devices", metavar="LIST",
-                   help="with --strategy mirrored: devices such as GPU:0,GPU:1 (more CPU:n "
-                        "than the machine has split its CPU, to try it out)")
+    for flag, options in cli_options():  # one per TrainConfig field
+        p.add_argument(flag, **options)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", parents=[common],
@@ -321,8 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--data", help=data_help)
     p.add_argument("--split", choices=["test", "val"], default="test")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="flip test-time augmentation (default: the recipe's setting)")
+    _add_tta(p)
     p.add_argument("--json", action="store_true", help="print metrics.json to stdout")
     p.add_argument("--no-report", action="store_true", help="skip writing RUN/report/")
     p.set_defaults(func=cmd_evaluate)
@@ -339,8 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a JSON array: per image all class probabilities and the top-k")
     out.add_argument("--jsonl", action="store_true",
                      help="the same as JSON Lines, one image per line as it is predicted")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="test-time augmentation (default: the recipe's setting)")
+    _add_tta(p)
     cal = p.add_mutually_exclusive_group()
     cal.add_argument("--uncalibrated", action="store_true",
                      help="the model's raw probabilities (default: calibrated with the "
@@ -361,10 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a run's model as a SavedModel, LiteRT or ONNX file, checked "
                             "against the Keras model on the test set")
     p.add_argument("run", help="run directory")
-    p.add_argument("--format", choices=["savedmodel", "litert", "onnx"], default="savedmodel",
+    p.add_argument("--format", choices=list(FORMATS), default="savedmodel",
                    help="savedmodel (TF Serving; uint8 pixels or encoded images), litert "
                         "(.tflite) or onnx (default savedmodel)")
-    p.add_argument("--quantize", choices=["float16", "int8"],
+    p.add_argument("--quantize", choices=sorted({q for qs in FORMATS.values() for q in qs
+                                                 if q is not None}),
                    help="litert only: float16 weights, or full-integer int8 (activation "
                         "ranges from a few hundred training images)")
     p.add_argument("--out", help="export folder (default RUN/export/FORMAT[-QUANTIZE]; for "
@@ -399,8 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 64)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a batch waits for more images after its first (default 5)")
-    p.add_argument("--tta", choices=["recipe", "none", "flip", "flip_translate"],
-                   default="recipe",
+    p.add_argument("--tta", choices=TTA_CHOICES, default=TTA_DEFAULT,
                    help="test-time augmentation of requests that do not choose one (default: "
                         "the run's recipe's; flip_translate costs six model passes per image, "
                         "none the most throughput)")

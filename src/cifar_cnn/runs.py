@@ -1,6 +1,11 @@
-"""The run directory: the interface between training, evaluation, prediction and export.
+"""Run directories, exports and the packaged model: every file name, and what a path is.
 
-::
+The one owner of artifacts: the names of every file a run or an export holds, reading and
+writing run metadata and calibration, the run's lifecycle (running, interrupted, failed,
+complete), and `resolve_artifact`, which says what any model argument is (a run
+directory, a ``.keras`` file, an export, or the packaged default model).
+
+A run directory is the interface between training, evaluation, prediction and export::
 
     runs/<name>/
       model.keras      the trained model; takes raw RGB pixels (0..255)
@@ -14,24 +19,32 @@
         report.html    one self-contained page: metrics, plots and run facts
         *.png          the plots the page shows
 
-The names are the constants below; code elsewhere uses them (or the `RunDir` properties),
-never literals.
+An export folder (``cifar-cnn export``) holds the model (a SavedModel folder's
+``saved_model.pb``, or ``model.tflite`` / ``model.onnx``), ``metadata.json`` (with the same
+input spec and class names) and ``parity.json``.
+
+The names are the constants below; code elsewhere uses them (or the `RunDir` and
+`Artifact` properties), never literals.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import math
 import os
 import platform
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cifar_cnn.errors import RunError
+from cifar_cnn.errors import CifarCnnError, RunError
 from cifar_cnn.files import read_json, write_json
+from cifar_cnn.images import IMAGE_SUFFIXES
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -43,6 +56,20 @@ REPORT_DIR = "report"
 # Inside REPORT_DIR:
 METRICS_FILE = "metrics.json"
 REPORT_HTML_FILE = "report.html"
+EXPORT_DIR = "export"  # RUN/export/FORMAT[-QUANTIZE]/, the default place of exports
+
+# An export folder:
+EXPORT_METADATA_FILE = "metadata.json"  # beside the model (inside a SavedModel folder)
+PARITY_FILE = "parity.json"
+SAVEDMODEL_FILE = "saved_model.pb"
+EXPORT_FILES = {"litert": "model.tflite", "onnx": "model.onnx"}
+_EXPORT_SUFFIXES = {".tflite": "litert", ".onnx": "onnx"}
+
+# The packaged default model: a run directory inside the installed package.
+DEFAULT_MODEL = "fast94"
+
+# Run statuses in metadata.json.
+RUNNING, INTERRUPTED, FAILED, COMPLETE = "running", "interrupted", "failed", "complete"
 
 
 @dataclass(frozen=True)
@@ -109,6 +136,62 @@ class RunDir:
 
     def write_metadata(self, metadata: dict[str, Any]) -> None:
         write_json(self.metadata, metadata)
+
+    def read_calibration(self) -> dict[str, Any] | None:
+        """The run's calibration.json in its one format, or None if the run has none.
+
+        The format (`cifar_cnn.calibration.fit_calibration` makes ``modes``)::
+
+            {"fit_on": "calibration split", "num_images": 1000, "seed": 0,
+             "modes": {"none": {"temperature": 0.49, "ece_raw": ..., "ece_calibrated": ...},
+                       "flip": {...}, "flip_translate": {...}},
+             "seconds": 5.3}
+
+        Runs from before per-mode calibration stored one ``temperature``; it is read as the
+        temperature of every mode.
+
+        Raises:
+            RunError: if the file is unreadable or holds no temperature.
+        """
+        if not self.calibration.is_file():
+            return None
+        try:
+            data = read_json(self.calibration)
+            if "modes" not in data:
+                t = float(data["temperature"])
+                data = {"fit_on": data.get("fit_on", "validation split"),
+                        "num_images": data.get("num_images"), "seed": data.get("seed"),
+                        "modes": {k: {"temperature": t}
+                                  for k in ("none", "flip", "flip_translate")}}
+            for mode in data["modes"].values():
+                float(mode["temperature"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise RunError(f"{self.calibration} is unreadable ({type(e).__name__}: {e}); "
+                           "delete it to use uncalibrated probabilities.") from e
+        return data
+
+    def write_calibration(self, calibration: dict[str, Any]) -> None:
+        """Write calibration.json (see `read_calibration` for the format)."""
+        if "modes" not in calibration:
+            raise ValueError("calibration must hold per-mode temperatures under 'modes'. "
+                             f"Received keys: {sorted(calibration)}")
+        write_json(self.calibration, calibration)
+
+    def start(self, metadata: dict[str, Any]) -> None:
+        """Record a run that has started (or resumed) training."""
+        metadata["status"] = RUNNING
+        metadata.pop("error", None)
+        self.write_metadata(metadata)
+
+    def stop(self, metadata: dict[str, Any], status: str, error: str | None = None) -> None:
+        """Record that training stopped: `INTERRUPTED`, `FAILED` (with the one-line
+        `error`) or `COMPLETE`."""
+        metadata["status"] = status
+        if error is not None:
+            metadata["error"] = error
+        else:
+            metadata.pop("error", None)
+        self.write_metadata(metadata)
 
     def read_history(self) -> dict[str, list[float]]:
         """The run's history.csv as columns (see `read_history_csv`); ``{}`` if the run has
@@ -177,13 +260,207 @@ def open_run(path: str | os.PathLike[str]) -> RunDir:
     if not run.path.is_dir():
         raise RunError(f"Run directory {run.path} does not exist.")
     if not run.model.is_file():
-        status = ""
-        if run.metadata.is_file():
-            status = run.read_metadata().get("status", "")
-        hint = (f" Training did not finish (status: {status}); continue it with "
-                f"`cifar-cnn train --resume {run.path}`." if status else "")
+        meta = run.read_metadata() if run.metadata.is_file() else {}
+        status = meta.get("status", "")
+        if status == FAILED:
+            hint = (f" Training failed: {meta.get('error', 'see its output')}. Fix that and "
+                    "train again.")
+        elif status:
+            hint = (f" Training did not finish (status: {status}); continue it with "
+                    f"`cifar-cnn train --resume {run.path}`.")
+        else:
+            hint = ""
         raise RunError(f"{run.path} has no {MODEL_FILE}.{hint}")
     return run
+
+
+def new_run_metadata(run: RunDir, *, class_names: Sequence[str], input_spec: dict[str, Any],
+                     recipe: dict[str, Any], settings: dict[str, Any],
+                     dataset: dict[str, Any]) -> dict[str, Any]:
+    """metadata.json of a run that is about to start training (the schema every later step
+    reads: `cifar_cnn.images.InputSpec.from_metadata` reads ``input`` and ``class_names``)."""
+    return {
+        "name": run.name,
+        "status": RUNNING,
+        "class_names": list(class_names),
+        "input": input_spec,
+        "recipe": recipe,
+        "settings": settings,
+        "dataset": dataset,
+        "environment": environment_info(),
+        "epochs_done": 0,
+    }
+
+
+def resumable_run(path: str | os.PathLike[str]) -> tuple[RunDir, dict[str, Any]]:
+    """An unfinished run directory and its metadata, for ``train --resume``.
+
+    Raises:
+        RunError: if it is missing, unreadable or already complete.
+    """
+    run = RunDir(Path(path))
+    meta = run.read_metadata()
+    if meta.get("status") == COMPLETE:
+        raise RunError(f"{run.path} has already finished training ({meta['epochs_done']} "
+                       "epochs); start a new run instead of --resume.")
+    return run, meta
+
+
+def recorded_data(metadata: dict[str, Any], data: Any = None) -> Any:
+    """The data to use with a trained run: `data` if given, else the path the run was
+    trained on if it still exists, else None (the default source; see
+    `cifar_cnn.data.load_cifar10`). The one rule for resume, evaluate and export."""
+    if data is not None:
+        return data
+    recorded = metadata.get("settings", {}).get("data")
+    return recorded if recorded and Path(recorded).exists() else None
+
+
+def default_run() -> Path:
+    """The run directory of the packaged default model.
+
+    Raises:
+        RunError: if the package was installed without it.
+    """
+    path = Path(str(resources.files("cifar_cnn") / "pretrained" / DEFAULT_MODEL))
+    if not (path / MODEL_FILE).is_file():
+        raise RunError(f"The default model is missing from this installation ({path}). "
+                       "Reinstall cifar-cnn, or give a run directory.")
+    return path
+
+
+def export_format(path: str | os.PathLike[str]) -> str | None:
+    """"savedmodel", "litert" or "onnx" for an exported model at `path`, else None.
+
+    `path` may be the SavedModel folder, the .tflite/.onnx file, or the folder
+    `cifar-cnn export` wrote it into.
+    """
+    p = Path(path)
+    if p.suffix.lower() in _EXPORT_SUFFIXES:
+        return _EXPORT_SUFFIXES[p.suffix.lower()]
+    if (p / SAVEDMODEL_FILE).is_file():
+        return "savedmodel"
+    for fmt, name in EXPORT_FILES.items():
+        if (p / name).is_file():
+            return fmt
+    return None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A trained model, whatever form it takes, and where its description lives.
+
+    Attributes:
+        kind: "run" (a run directory), "keras" (a ``.keras`` file), "export" (written by
+            ``cifar-cnn export``) or "packaged" (the default model inside the package).
+        format: "keras", "savedmodel", "litert" or "onnx".
+        model: the model file (or the SavedModel folder).
+        run: the run directory whose metadata.json and calibration.json describe the
+            model (None for an export, and for a ``.keras`` file without them beside it).
+    """
+
+    kind: str
+    format: str
+    model: Path
+    run: RunDir | None = None
+
+    @property
+    def metadata_file(self) -> Path:
+        """metadata.json: the run's, or the export's beside its model."""
+        if self.run is not None:
+            return self.run.metadata
+        folder = self.model if self.format == "savedmodel" else self.model.parent
+        return folder / (EXPORT_METADATA_FILE if self.kind == "export" else METADATA_FILE)
+
+    def read_metadata(self) -> dict[str, Any]:
+        """The metadata.json describing the model; ``{}`` if there is none."""
+        f = self.metadata_file
+        if not f.is_file():
+            return {}
+        try:
+            return read_json(f)
+        except (OSError, ValueError) as e:
+            raise RunError(f"{f} is unreadable ({e}).") from e
+
+    def read_calibration(self) -> dict[str, Any] | None:
+        """The run's calibration (`RunDir.read_calibration`); None for an export (which
+        applies its temperature in its graph) or a bare model file."""
+        return self.run.read_calibration() if self.run is not None else None
+
+    @property
+    def name(self) -> str:
+        """A short name: the run folder's, or the model file's stem."""
+        if self.run is not None and self.kind in ("run", "packaged"):
+            return self.run.name
+        return self.model.stem if self.model.is_file() else self.model.name
+
+
+def resolve_artifact(path: str | os.PathLike[str] | None = None) -> Artifact:
+    """What a model argument is: a run directory, a ``.keras`` file (described by a
+    metadata.json beside it, if any), an export (SavedModel folder, ``.tflite``/``.onnx``
+    file or the folder holding one), or, for None, the packaged default model.
+
+    Raises:
+        RunError: if there is no model at `path`, saying what was expected.
+    """
+    if path is None:
+        run = RunDir(default_run())
+        return Artifact("packaged", "keras", run.model, run)
+    p = Path(path)
+    fmt = export_format(p)
+    if fmt is not None:
+        if fmt != "savedmodel" and p.is_dir():
+            p = p / EXPORT_FILES[fmt]
+        if not p.exists():
+            raise RunError(f"No exported model at {p}.")
+        return Artifact("export", fmt, p)
+    if p.is_dir():
+        run = RunDir(p)
+        try:
+            packaged = p.resolve() == default_run().resolve()
+        except RunError:  # installed without the default model
+            packaged = False
+        if not run.model.is_file():
+            open_run(p)  # raises, saying why (missing, failed, unfinished)
+        return Artifact("packaged" if packaged else "run", "keras", run.model, run)
+    if not p.is_file():
+        raise RunError(f"No trained model at {p}. Give a run directory written by "
+                       "`cifar-cnn train`, a .keras model file, or an export.")
+    beside = RunDir(p.parent)
+    return Artifact("keras", "keras", p, beside if beside.metadata.is_file() else None)
+
+
+def is_model_path(arg: str | os.PathLike[str]) -> bool:
+    """Whether a command-line argument names a model (run, ``.keras`` file or export)
+    rather than an image, a folder of images or a pattern."""
+    p = Path(arg)
+    if export_format(p) is not None:
+        return True
+    if p.is_dir():
+        return (p / MODEL_FILE).is_file() or (p / METADATA_FILE).is_file()
+    return p.suffix == ".keras"
+
+
+def split_model_and_inputs(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[MODEL] IMAGE...``: a leading run, ``.keras`` file or export is the model (None:
+    the packaged default); the rest are inputs.
+
+    A first argument that names nothing and cannot be an image or a pattern is taken for
+    a mistyped model, better reported as such than as an unreadable image.
+
+    Raises:
+        CifarCnnError: if the only argument is a model.
+    """
+    first = items[0]
+    p = Path(first)
+    missing_model = (len(items) > 1 and not p.exists()
+                     and p.suffix.lower() not in IMAGE_SUFFIXES and not glob.has_magic(first))
+    if is_model_path(first) or missing_model:
+        if len(items) == 1:
+            raise CifarCnnError(f"No images given: {first} is a model; add image files, "
+                                "directories or patterns after it.")
+        return first, list(items[1:])
+    return None, list(items)
 
 
 def new_run_dir(root: str | os.PathLike[str], name: str) -> RunDir:

@@ -17,7 +17,7 @@ from cifar_cnn import cli
 from cifar_cnn.errors import ConfigError
 from cifar_cnn.export import TOLERANCES, export_run
 from cifar_cnn.predict import Classifier
-from cifar_cnn.predict.runtimes import export_format
+from cifar_cnn.runs import export_format
 
 # Probability agreement asked of `cifar-cnn predict EXPORT` against the Keras model, per
 # quantization: the gate's limits (parity.TOLERANCES); int8, gated on accuracy only, moves

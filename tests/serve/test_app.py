@@ -433,3 +433,33 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     assert "application/json" in spec["paths"]["/v1/models/{name}:predict"]["post"][
         "requestBody"]["content"]
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_their_files_from_the_server(client: TestClient, page: str) -> None:
+    """No CDN: the docs work offline, their files served locally (from fastapi-offline)."""
+    import re
+    from urllib.parse import urljoin, urlsplit
+
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    scripts = re.findall(r"""<script[^>]*\ssrc=["']([^"']+)""", r.text)
+    links = re.findall(r"""<link[^>]*\shref=["']([^"']+)""", r.text)
+    assets = scripts + links
+    assert scripts and all(not re.match(r"(?i)(https?:)?//", url) for url in assets), assets
+    # Relative to the page, so they also resolve behind a proxy's path prefix.
+    assert all(not url.startswith("/") for url in assets), assets
+    wanted = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+    if page == "/docs":
+        assert {".js", ".css"} <= {Path(urlsplit(url).path).suffix for url in assets}
+    for url in assets:
+        asset = client.get(urljoin(f"http://testserver{page}", url))
+        assert asset.status_code == 200, url
+        suffix = Path(urlsplit(url).path).suffix
+        assert wanted[suffix] in asset.headers["content-type"], (url, asset.headers)
+        assert len(asset.content) > (500 if suffix == ".png" else 50_000), url
+    spec_url = re.search(r"""(?:url:|spec-url=)\s*["']([^"']+)""", r.text)
+    assert spec_url and not spec_url.group(1).startswith("/")
+    spec = client.get(urljoin(f"http://testserver{page}", spec_url.group(1)))
+    assert spec.status_code == 200 and "/v1/predict" in spec.json()["paths"]
+    assert not any(p.startswith(("/docs", "/redoc")) for p in spec.json()["paths"])

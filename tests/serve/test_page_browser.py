@@ -212,3 +212,48 @@ def test_page_fits_a_phone_screen(open_page, tmp_path: Path) -> None:
     pick = page.locator("label[for]").first.bounding_box()
     assert pick and pick["height"] >= 44 and pick["width"] >= 200
     page.screenshot(path=str(tmp_path / "serve_page_phone.png"), full_page=True)
+
+
+def test_docs_page_renders_offline(playwright_browser, server: str, tmp_path: Path) -> None:
+    """``/docs`` (Swagger UI) renders with every request to any other host refused."""
+    context = playwright_browser.new_context(viewport={"width": 1200, "height": 900},
+                                             service_workers="block")
+    blocked: list[str] = []
+
+    def only_the_server(route) -> None:
+        url = route.request.url
+        if url.startswith((server + "/", "data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    context.route("**/*", only_the_server)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(RESULT_TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(server + "/docs")
+        try:
+            page.locator(".opblock-summary-path[data-path='/v1/models/{name}:predict']"
+                         ).wait_for()
+        except Exception as error:
+            raise AssertionError(f"/docs did not render; refused requests: {blocked}, "
+                                 f"page errors: {errors}") from error
+
+        paths = page.locator(".opblock-summary-path").evaluate_all(
+            "spans => spans.map(s => s.getAttribute('data-path'))")
+        assert {"/v1/predict", "/v1/models/{name}:predict", "/v1/model", "/readyz"} <= set(paths)
+        shown = page.locator(".opblock-summary-path").all_inner_texts()
+        assert "/v1/predict" in [text.replace("\u200b", "") for text in shown]  # as drawn
+        assert "cifar-cnn prediction service" in page.locator(".info .title").inner_text()
+        # Styled by swagger-ui.css (served from /docs-assets), not a bare page.
+        rules = page.evaluate("[...document.styleSheets].map(s => s.cssRules.length)")
+        assert max(rules) > 100
+        assert page.locator(".opblock-post").first.evaluate(
+            "e => getComputedStyle(e).borderTopStyle") == "solid"
+        assert blocked == [] and errors == []
+        page.screenshot(path=str(tmp_path / "serve_docs.png"), full_page=True)
+    finally:
+        context.close()

@@ -20,6 +20,7 @@ import numpy as np
 
 from cifar_cnn.errors import DataError
 from cifar_cnn.files import sha256_file
+from cifar_cnn.images import IMAGE_SUFFIXES
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # The SHA-256 Keras publishes for this archive (keras.datasets.cifar10).
@@ -39,7 +40,6 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 IMAGE_SIZE = (32, 32)
 
 HOW_TO_PROVIDE = (

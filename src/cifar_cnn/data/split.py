@@ -1,11 +1,19 @@
-"""Stratified train/validation split, for tuning without touching the test set."""
+"""The splits of a run: what it trains on, monitors each epoch, holds out for calibration,
+and is evaluated on; all stratified and seeded, so resume and evaluate see the same images.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from cifar_cnn.errors import DataError
+from cifar_cnn.errors import DataError, RunError
+
+if TYPE_CHECKING:
+    from cifar_cnn.data.dataset import CifarData
 
 
 def split_validation(
@@ -33,3 +41,59 @@ def split_validation(
     tr.sort()
     va.sort()
     return x[tr], y[tr], x[va], y[va]
+
+
+@dataclass(frozen=True)
+class TrainSplits:
+    """The images a run trains on, monitors each epoch, and calibrates on afterwards."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None  # monitored after each epoch (`monitor` says which set)
+    y_val: np.ndarray | None
+    x_hold: np.ndarray | None  # held out from training: the validation or calibration split
+    y_hold: np.ndarray | None
+    monitor: str  # "validation", "test" or "none"
+
+
+def calibration_holdout(calibration_size: int, num_train: int, num_classes: int) -> int:
+    """How many training images to hold out for calibration: `calibration_size`, at most a
+    tenth of the training set, and none if that leaves fewer than one per class."""
+    n = min(calibration_size, num_train // 10)
+    return n if n >= num_classes else 0
+
+
+def train_splits(ds: CifarData, *, val_size: int, calibration_size: int, monitor_test: bool,
+                 seed: int) -> TrainSplits:
+    """Hold out the validation split, else the calibration split; choose what is monitored:
+    the validation split if there is one, else the test set (`monitor_test`) or nothing."""
+    x_train, y_train, x_hold, y_hold = ds.x_train, ds.y_train, None, None
+    if val_size or calibration_size:
+        x_train, y_train, x_hold, y_hold = split_validation(
+            x_train, y_train, val_size or calibration_size, seed=seed)
+    if val_size:
+        return TrainSplits(x_train, y_train, x_hold, y_hold, x_hold, y_hold, "validation")
+    if monitor_test:
+        return TrainSplits(x_train, y_train, ds.x_test, ds.y_test, x_hold, y_hold, "test")
+    return TrainSplits(x_train, y_train, None, None, x_hold, y_hold, "none")
+
+
+def evaluation_split(ds: CifarData, settings: dict[str, Any],
+                     split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels of a trained run's `split`: "test", or "val" (its validation
+    split, as `train_splits` held it out with the run's recorded `settings`).
+
+    Raises:
+        RunError: for "val" on a run trained without a validation split.
+        ValueError: for another split name.
+    """
+    if split == "test":
+        return ds.x_test, ds.y_test
+    if split == "val":
+        if not settings.get("val_size"):
+            raise RunError("This run was trained without a validation split; train with "
+                           "--val-size N to evaluate on one, or use --split test.")
+        _, _, x_val, y_val = split_validation(ds.x_train, ds.y_train, settings["val_size"],
+                                              seed=settings["seed"])
+        return x_val, y_val
+    raise ValueError(f"split must be 'test' or 'val'. Received: split={split!r}")

@@ -4,44 +4,24 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sklearn.metrics import log_loss
 
 from cifar_cnn.calibration import (
     apply_temperature,
+    calibrate_model,
     expected_calibration_error,
     fit_temperature,
     tta_key,
     validate_probs_and_labels,
 )
-from cifar_cnn.data import CifarData, load_cifar10, split_validation
+from cifar_cnn.data import CifarData, evaluation_split, load_cifar10
 from cifar_cnn.errors import DataError, RunError
 from cifar_cnn.evaluation.metrics import check_class_names, classification_metrics
 from cifar_cnn.evaluation.report import write_report
-from cifar_cnn.files import read_json, write_json
 from cifar_cnn.predict.classifier import Classifier
-from cifar_cnn.runs import open_run
-from cifar_cnn.tta import predict_probs, tta_mode
-
-
-def _split(ds: CifarData, meta: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:
-    if split == "test":
-        return ds.x_test, ds.y_test
-    if split == "val":
-        settings = meta.get("settings", {})
-        if not settings.get("val_size"):
-            raise RunError(
-                "This run was trained without a validation split; train with "
-                "--val-size N to evaluate on one, or use --split test."
-            )
-        _, _, x_val, y_val = split_validation(
-            ds.x_train, ds.y_train, settings["val_size"], seed=settings["seed"]
-        )
-        return x_val, y_val
-    raise ValueError(f"split must be 'test' or 'val'. Received: split={split!r}")
+from cifar_cnn.runs import open_run, recorded_data
 
 
 def evaluate(
@@ -77,33 +57,30 @@ def evaluate(
     rd = open_run(run)
     meta = rd.read_metadata()
     clf = Classifier.load(rd.path)
-    recorded = meta.get("settings", {}).get("data")
-    if data is None and recorded and Path(recorded).exists():
-        data = recorded  # what the run was trained on, as `cifar-cnn train` printed it
-    ds = load_cifar10(data)
+    ds = load_cifar10(recorded_data(meta, data))
     if list(ds.class_names) != list(clf.class_names):
         raise DataError(
             f"The data's classes {list(ds.class_names)} differ from the classes "
             f"{list(clf.class_names)} that {rd.path} was trained on."
         )
-    use_tta = tta_mode(tta, clf.tta)
-    x, y = _split(ds, meta, split)
+    use_tta, _ = clf.options(tta, False)
+    x, y = evaluation_split(ds, meta.get("settings", {}), split)
     # The one check of the predictions and names; everything below is told to trust them.
-    probs, y = validate_probs_and_labels(predict_probs(clf.model, x, tta=use_tta), y)
+    probs, y = validate_probs_and_labels(clf.raw_probs(x, use_tta), y)
     class_names = check_class_names(clf.class_names, probs.shape[1])
     metrics = classification_metrics(y, probs, class_names, check_input=False)
 
     has_val = bool(meta.get("settings", {}).get("val_size"))
     if tta_key(use_tta) in clf.temperatures:  # fitted after training on held-out images
         temperature = clf.temperatures[tta_key(use_tta)]
-        source = read_json(rd.calibration).get("fit_on", "validation split")
-    elif has_val:  # a run from before training calibrated itself
-        val_x, val_y = _split(ds, meta, "val")
-        val_probs = probs if split == "val" else predict_probs(clf.model, val_x, tta=use_tta)
-        temperature = fit_temperature(val_probs, val_y)
+        source = (clf.calibration or {}).get("fit_on", "validation split")
+    elif has_val:  # a run trained without calibration: fit it now, on its validation split
+        val_x, val_y = evaluation_split(ds, meta["settings"], "val")
+        calibration = calibrate_model(clf.model, val_x, val_y, fit_on="validation split",
+                                      seed=meta["settings"].get("seed"))
+        rd.write_calibration(calibration)
+        temperature = calibration["modes"][tta_key(use_tta)]["temperature"]
         source = "validation split"
-        write_json(rd.calibration, {"temperature": temperature, "fit_on": source,
-                                    "num_images": len(val_y), "tta": use_tta})
     else:
         temperature = fit_temperature(probs, y, check_input=False)
         source = f"{split} (no held-out split in this run: optimistic, not saved)"

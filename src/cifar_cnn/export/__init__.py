@@ -3,7 +3,7 @@ and ONNX, each checked against the Keras model on the test set before it is writ
 
 One module per format (`savedmodel`, `litert`, `onnx`), `graph` for the float32 export
 graph and `parity` for the gate; `export_run` ties them together. Exported models are run
-by `cifar_cnn.predict.runtimes` (``Classifier.load(PATH)``, ``cifar-cnn predict PATH``).
+by `cifar_cnn.runtimes` (``Classifier.load(PATH)``, ``cifar-cnn predict PATH``).
 """
 
 from cifar_cnn.errors import ExportParityError

@@ -23,15 +23,20 @@ from cifar_cnn.calibration import apply_temperature, temperatures_from
 from cifar_cnn.data import CifarData, load_cifar10
 from cifar_cnn.errors import ConfigError, ExportParityError, RunError
 from cifar_cnn.export import graph, litert, onnx, parity, savedmodel
-from cifar_cnn.files import read_json, sha256_file, write_json
-from cifar_cnn.predict.images import RESIZE_METHOD, prepare_image
-from cifar_cnn.predict.runtimes import (
+from cifar_cnn.files import sha256_file, write_json
+from cifar_cnn.images import RESIZE_METHOD, InputSpec
+from cifar_cnn.runs import (
+    EXPORT_DIR,
     EXPORT_FILES,
     EXPORT_METADATA_FILE,
     PARITY_FILE,
-    open_export,
+    default_run,
+    environment_info,
+    open_run,
+    recorded_data,
+    resolve_artifact,
 )
-from cifar_cnn.runs import environment_info, open_run
+from cifar_cnn.runtimes import open_runner
 from cifar_cnn.tta import predict_probs
 
 FORMATS = {  # format -> the quantizations it offers
@@ -62,16 +67,6 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _test_images(data: str | os.PathLike[str] | CifarData | None,
-                 recorded: str | None) -> CifarData:
-    source = data if data is not None else recorded
-    if source is None:
-        raise ConfigError("The parity gate runs the export on the test set, and this run "
-                          "recorded no data path: give --data (the CIFAR-10 archive or "
-                          "folder). Received: data=None")
-    return load_cifar10(source)
-
-
 def _representative(ds: CifarData, n: int, seed: int) -> np.ndarray:
     """`n` training images, the same number from each class where possible."""
     rng = np.random.default_rng(seed)
@@ -81,7 +76,8 @@ def _representative(ds: CifarData, n: int, seed: int) -> np.ndarray:
     return ds.x_train[np.sort(idx)]
 
 
-def measure_serve_bytes(sm_path: Path, images: np.ndarray) -> dict[str, Any]:
+def measure_serve_bytes(sm_path: Path, images: np.ndarray,
+                        spec: InputSpec | None = None) -> dict[str, Any]:
     """How far ``serve_bytes``' in-graph decoding is from `prepare_image` (Pillow).
 
     Each image is enlarged to a few sizes and aspect ratios, written as PNG and as JPEG
@@ -94,6 +90,7 @@ def measure_serve_bytes(sm_path: Path, images: np.ndarray) -> dict[str, Any]:
 
     loaded = tf.saved_model.load(str(sm_path))
     size = int(images.shape[1])
+    spec = spec or InputSpec(size, size)
     files, pillow = [], []
     for i, (w, h) in enumerate([(48, 40), (75, 100), (160, 120), (400, 300), (301, 640)]):
         im = Image.fromarray(images[i % len(images)]).resize((w, h), Image.Resampling.BILINEAR)
@@ -101,12 +98,7 @@ def measure_serve_bytes(sm_path: Path, images: np.ndarray) -> dict[str, Any]:
             buf = io.BytesIO()
             im.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
             files.append((f"{w}x{h}.{fmt.lower()}", buf.getvalue()))
-            with Image.open(io.BytesIO(buf.getvalue())) as f:  # as _decode: draft, then fit
-                side = min(f.size)
-                if side > 4 * size:
-                    s = 4 * size / side
-                    f.draft(None, (int(f.size[0] * s) + 1, int(f.size[1] * s) + 1))
-                pillow.append(prepare_image(f, (size, size)))
+            pillow.append(spec.decode(buf.getvalue(), files[-1][0]))
     ref = np.stack(pillow).astype(np.int32)
     graph_px = np.stack([savedmodel.decode_like_pillow(tf.constant(d), size).numpy()
                          for _, d in files]).astype(np.int32)
@@ -139,13 +131,11 @@ def _replace(stage: Path, out: Path) -> None:
 def default_out(run: Path, name: str) -> Path:
     """``RUN/export/NAME``; for the packaged default model, which lives inside the installed
     package (perhaps read-only), ``exports/<model>/NAME`` in the working directory."""
-    from cifar_cnn.pretrained import default_run
-
     try:
         packaged = run.resolve() == default_run().resolve()
     except RunError:  # installed without the default model
         packaged = False
-    return Path("exports") / run.name / name if packaged else run / "export" / name
+    return Path("exports") / run.name / name if packaged else run / EXPORT_DIR / name
 
 
 def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
@@ -188,13 +178,16 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
                           f"Received: quantize={quantize!r}")
     src = open_run(run)
     meta = src.read_metadata()
-    ds = _test_images(data, meta.get("settings", {}).get("data"))
-    temps = temperatures_from(read_json(src.calibration)) if src.calibration.is_file() else {}
-    temperature = temps.get("none")
+    ds = load_cifar10(recorded_data(meta, data))
+    calibration = src.read_calibration()
+    temperature = temperatures_from(calibration).get("none") if calibration else None
     name = format + (f"-{quantize}" if quantize else "")
     out = Path(out) if out is not None else default_out(src.path, name)
 
     model = keras.saving.load_model(src.model, compile=False, safe_mode=True)
+    spec = InputSpec.from_metadata(meta, model_shape=model.input_shape,
+                                   num_classes=int(model.output_shape[-1]),
+                                   default_class_names=ds.class_names)
     reference = graph.float32_model(model, export_layers=False)
     ref_probs = predict_probs(reference, ds.x_test)
     run_precision = graph.precision(model)
@@ -219,7 +212,7 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
         elif format == "onnx":
             onnx.convert(sm_path, model_path)
 
-        runner, _, _ = open_export(model_path)
+        runner = open_runner(resolve_artifact(model_path))
         report = parity.compare(ref_probs, runner.predict(ds.x_test), ds.y_test, quantize)
         report.extra["keras_model_dtype"] = run_precision
         report.extra["keras_model_accuracy"] = float(np.mean(run_probs.argmax(1) == ds.y_test))
@@ -230,9 +223,8 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
             "format": format,
             "quantization": quantize,
             "model_file": None if format == "savedmodel" else model_path.name,
-            "class_names": list(meta.get("class_names") or ds.class_names),
-            "input": {**meta.get("input", {}), "shape": list(model.input_shape[1:]),
-                      "dtype": "uint8", "range": [0, 255],
+            "class_names": list(spec.class_names),
+            "input": {**spec.to_metadata(),
                       "preprocessing": RESIZE_METHOD + " (done by the caller)"},
             "output": {"name": "probs", "calibrated": temperature is not None,
                        "temperature": temperature, "tta": None,
@@ -251,7 +243,7 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
                 "serving_default": "pixels: uint8 (N, H, W, 3) -> probs: float32 (N, C)",
                 "serve_bytes": "images: string (N,) encoded PNG/JPEG/GIF/BMP -> probs",
             }
-            export_meta["serve_bytes"] = measure_serve_bytes(stage, ds.x_test[:5])
+            export_meta["serve_bytes"] = measure_serve_bytes(stage, ds.x_test[:5], spec)
         write_json(stage / EXPORT_METADATA_FILE, export_meta)
         write_json(stage / PARITY_FILE, report.to_dict())
         if not report.passed:

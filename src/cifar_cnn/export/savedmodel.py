@@ -4,7 +4,7 @@ Signatures:
 
 - ``serving_default`` (also ``serve``): ``pixels`` uint8 ``(N, 32, 32, 3)`` -> ``probs``.
 - ``serve_bytes``: ``images`` tf.string ``(N,)``, each a whole PNG/JPEG/GIF/BMP file,
-  decoded, centre-cropped and resized in the graph as `cifar_cnn.predict.prepare_image`
+  decoded, centre-cropped and resized in the graph as `cifar_cnn.images.prepare_image`
   does with Pillow (see `decode_like_pillow`) -> ``probs``.
 
 The variables are held by a plain ``tf.Module``: Keras' ``ExportArchive`` stores each one
@@ -32,7 +32,7 @@ def calibrated(probs: Any, temperature: float) -> Any:
 
 
 def _decode_jpeg_drafted(data: Any, side_limit: int) -> Any:
-    """A JPEG decoded as Pillow's ``draft()`` does in `cifar_cnn.predict.images`: at the
+    """A JPEG decoded as Pillow's ``draft()`` does in `cifar_cnn.images`: at the
     largest of 1/8, 1/4, 1/2 scale whose short side stays above `side_limit`, ISLOW IDCT."""
     import tensorflow as tf
 

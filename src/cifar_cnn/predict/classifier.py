@@ -1,4 +1,12 @@
-"""`Classifier`: a trained model with its class names, ready to label new images."""
+"""`Classifier`: the one inference core. A trained model with its input spec, test-time
+augmentation and calibration, ready to label new images.
+
+The CLI (`cifar-cnn predict`), the HTTP service (`cifar_cnn.serve`), evaluation and the
+Python API all go through it: images are prepared by the model's `InputSpec`, options are
+resolved by `Classifier.options`, probabilities are computed by `Classifier.predict` (or
+its two halves, `raw_probs` and `finish`, which the service's batcher splits), and every
+per-image result is built by `predictions`.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +23,9 @@ from PIL import Image
 from cifar_cnn.calibration import apply_temperature, temperatures_from, tta_key
 from cifar_cnn.data.sources import CLASS_NAMES
 from cifar_cnn.errors import ConfigError, ImageError, RunError
-from cifar_cnn.files import read_json
-from cifar_cnn.predict.images import MAX_PIXELS, expand_inputs, load_image, prepare_image
-from cifar_cnn.predict.runtimes import export_format, open_export
-from cifar_cnn.runs import RunDir
+from cifar_cnn.images import MAX_PIXELS, InputSpec, expand_inputs
+from cifar_cnn.runs import Artifact, resolve_artifact
+from cifar_cnn.runtimes import open_runner
 from cifar_cnn.tta import predict_probs, tta_mode
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
@@ -26,12 +33,13 @@ ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 @dataclass(frozen=True)
 class Prediction:
-    """The result for one input file: every class's probability, or why there is none."""
+    """The result for one input: every class's probability, or why there is none."""
 
     file: str
     probabilities: dict[str, float] | None = None  # all classes, in the model's order
     top_k: list[tuple[str, float]] | None = None  # the most likely, most likely first
     calibrated: bool = False
+    tta: str | None = None  # the test-time augmentation used
     error: str | None = None
 
     @property
@@ -40,19 +48,36 @@ class Prediction:
         return self.top_k[0][0] if self.top_k else None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form printed by ``cifar-cnn predict --json/--jsonl``."""
+        """The JSON record of ``cifar-cnn predict --json/--jsonl`` and ``POST /v1/predict``."""
         if self.error is not None:
             return {"file": self.file, "error": self.error}
         return {"file": self.file, "label": self.label, "probabilities": self.probabilities,
                 "top_k": [{"class": c, "probability": p} for c, p in self.top_k or ()],
-                "calibrated": self.calibrated}
+                "calibrated": self.calibrated, "tta": self.tta}
+
+
+def top_k(probs: np.ndarray, class_names: Sequence[str],
+          k: int = 3) -> list[list[tuple[str, float]]]:
+    """The `k` most likely ``(class name, probability)`` pairs for each row of `probs`."""
+    k = max(1, min(k, len(class_names)))
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[(class_names[j], float(row[j])) for j in idx]
+            for row, idx in zip(probs, order, strict=True)]
+
+
+def predictions(names: Sequence[str], probs: np.ndarray, class_names: Sequence[str], *,
+                k: int, calibrated: bool, tta: str | None) -> list[Prediction]:
+    """A `Prediction` per row of `probs` (the one place records are built)."""
+    return [Prediction(name, probabilities=dict(zip(class_names, map(float, row), strict=True)),
+                       top_k=top, calibrated=calibrated, tta=tta)
+            for name, row, top in zip(names, probs, top_k(probs, class_names, k), strict=True)]
 
 
 class Classifier:
-    """A trained model plus what is needed to use it: class names, input size, TTA, calibration.
+    """A trained model plus what is needed to use it: input spec, TTA, calibration.
 
     Probabilities are calibrated by default: training fits a temperature for each
-    test-time augmentation mode on held-out images (``calibration.json`` in the run).
+    test-time augmentation mode on held-out images (the run's calibration).
 
     Example:
         >>> clf = Classifier.load("runs/fast94")  # doctest: +SKIP
@@ -60,96 +85,125 @@ class Classifier:
         [[('cat', 0.81), ('dog', 0.12), ('frog', 0.03)]]
     """
 
-    def __init__(self, model: Any, class_names: Sequence[str], *, tta: bool | str = False,
-                 temperatures: dict[str, float] | None = None, source: str = "",
-                 baked_temperature: float | None = None) -> None:
+    def __init__(self, model: Any, spec: InputSpec | Sequence[str], *,
+                 tta: bool | str = False, temperatures: dict[str, float] | None = None,
+                 source: str = "", baked_temperature: float | None = None,
+                 metadata: dict[str, Any] | None = None,
+                 calibration: dict[str, Any] | None = None, name: str | None = None) -> None:
         self.model = model
-        self.class_names = tuple(class_names)
+        if not isinstance(spec, InputSpec):  # class names alone: the model's input shape
+            shape = model.input_shape
+            spec = InputSpec(int(shape[1]), int(shape[2]), int(shape[3]),
+                             class_names=tuple(spec))
+        self.spec = spec
         self.tta = tta_mode(tta)  # the run's default test-time augmentation, or None
         self.temperatures = dict(temperatures or {})  # {tta key: temperature}
         self.source = source
+        self.metadata = dict(metadata or {})  # the run's or export's metadata.json
+        self.calibration = calibration  # the run's calibration, as `RunDir.read_calibration`
+        # What the model is served and reported as: its run's name, else its file's.
+        self.name = name or str(self.metadata.get("name") or Path(source).stem or "model")
         # An export computes calibrated probabilities itself (`cifar_cnn.export`): the
         # temperature it applies, for no test-time augmentation; None for a Keras model.
         self.baked_temperature = baked_temperature
         if baked_temperature is not None:
             self.temperatures = {tta_key(None): baked_temperature}
-        shape = model.input_shape
-        self.input_size = (int(shape[2]), int(shape[1]))  # (width, height) as Pillow counts
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.spec.class_names
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the model's input, as Pillow counts."""
+        return self.spec.size
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> Classifier:
-        """Load from a run directory, or from a ``.keras`` file (beside a metadata.json if any);
-        None loads the packaged default model (`cifar_cnn.pretrained.default_run`).
+    def load(cls, path: str | os.PathLike[str] | Artifact | None = None) -> Classifier:
+        """Load any model: a run directory, a ``.keras`` file (beside a metadata.json if
+        any), an export (a SavedModel folder, a ``.tflite`` or ``.onnx`` file, or the folder
+        holding it), or, for None, the packaged default model (see
+        `cifar_cnn.runs.resolve_artifact`).
 
-        An exported model (`cifar_cnn.export`) loads too: a SavedModel folder, a ``.tflite``
-        or ``.onnx`` file (or the folder holding it), run by its own runtime with the same
-        preprocessing; its probabilities are calibrated in the graph, without test-time
-        augmentation.
-
-        The model is loaded in Keras' safe mode (no arbitrary code from the file).
+        Exports run in their own runtime with the same input spec; their probabilities are
+        calibrated in the graph, without test-time augmentation. Keras models are loaded
+        in Keras' safe mode (no arbitrary code from the file).
 
         Raises:
             RunError: if no model is found there, or it cannot be loaded.
         """
+        art = path if isinstance(path, Artifact) else resolve_artifact(path)
+        meta = art.read_metadata()
+        if art.kind == "export":
+            runner = open_runner(art)
+            spec = InputSpec.from_metadata(meta, model_shape=runner.input_shape,
+                                           num_classes=len(meta.get("class_names") or
+                                                           CLASS_NAMES))
+            output = meta.get("output", {})
+            baked = output.get("temperature") if output.get("calibrated") else None
+            return cls(runner, spec, tta=False, source=str(art.model), baked_temperature=baked,
+                       metadata=meta, name=art.name)
         import keras
 
-        if path is None:
-            from cifar_cnn.pretrained import default_run
-
-            path = default_run()
-        p = Path(path)
-        if export_format(p) is not None:
-            return cls._load_export(p)
-        if p.is_dir():
-            run = RunDir(p)
-            model_file = run.model
-        else:
-            run = RunDir(p.parent)
-            model_file = p
-        if not model_file.is_file():
-            raise RunError(f"No trained model at {model_file}. Give a run directory written by "
-                           "`cifar-cnn train` or a .keras model file.")
         try:
-            model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+            model = keras.saving.load_model(art.model, compile=False, safe_mode=True)
         except Exception as e:
-            raise RunError(f"{model_file} could not be loaded as a Keras model "
+            raise RunError(f"{art.model} could not be loaded as a Keras model "
                            f"({type(e).__name__}: {str(e).splitlines()[0]}).") from e
-        meta = run.read_metadata() if run.metadata.is_file() else {}
-        n_out = int(model.output_shape[-1])
-        names = meta.get("class_names") or (
-            CLASS_NAMES if n_out == len(CLASS_NAMES) else [f"class_{i}" for i in range(n_out)])
-        temperatures = (temperatures_from(read_json(run.calibration))
-                        if run.calibration.is_file() else {})
-        return cls(model, names, tta=meta.get("recipe", {}).get("tta", False),
-                   temperatures=temperatures, source=str(model_file))
-
-    @classmethod
-    def _load_export(cls, path: Path) -> Classifier:
-        runner, meta, model_path = open_export(path)
-        n_out = len(meta.get("class_names") or CLASS_NAMES)
-        names = meta.get("class_names") or [f"class_{i}" for i in range(n_out)]
-        output = meta.get("output", {})
-        baked = output.get("temperature") if output.get("calibrated") else None
-        return cls(runner, names, tta=False, source=str(model_path), baked_temperature=baked)
+        spec = InputSpec.from_metadata(meta, model_shape=model.input_shape,
+                                       num_classes=int(model.output_shape[-1]),
+                                       default_class_names=CLASS_NAMES)
+        calibration = art.read_calibration()
+        return cls(model, spec, tta=meta.get("recipe", {}).get("tta", False),
+                   temperatures=temperatures_from(calibration) if calibration else {},
+                   source=str(art.model), metadata=meta, calibration=calibration,
+                   name=meta.get("name") or art.name)
 
     def _batch(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
-        if isinstance(images, np.ndarray) and images.ndim == 4:
-            if images.shape[1:3] == self.input_size[::-1] and images.shape[3] == 3:
-                return images.astype(np.uint8, copy=False)
-            return np.stack([prepare_image(Image.fromarray(a.astype(np.uint8)), self.input_size)
-                             for a in images])
-        if isinstance(images, str | os.PathLike | Image.Image) or (
-                isinstance(images, np.ndarray) and images.ndim in (2, 3)):
-            images = [images]
-        out = []
-        for im in images:
-            if isinstance(im, Image.Image):
-                out.append(prepare_image(im, self.input_size))
-            elif isinstance(im, np.ndarray):
-                out.append(prepare_image(Image.fromarray(im.astype(np.uint8)), self.input_size))
-            else:
-                out.append(load_image(im, self.input_size))
-        return np.stack(out)
+        return self.spec.batch(images)
+
+    @property
+    def is_calibrated(self) -> bool:
+        """Whether the model has calibration temperatures."""
+        return bool(self.temperatures)
+
+    def options(self, tta: bool | str | None = None,
+                calibrated: bool | None = None) -> tuple[str | None, bool]:
+        """The test-time augmentation mode and whether to calibrate, for a call's options.
+
+        Args:
+            tta: None or "default": the run's own (its recipe's); True: that, or "flip" if
+                it has none; False or "none": none; else a mode name.
+            calibrated: None: calibrated when the model has a calibration; True: calibrated,
+                or an error; False: the model's raw probabilities.
+
+        Raises:
+            RunError: for calibrated=True without calibration, or TTA on an export.
+            ConfigError: for an unknown mode.
+        """
+        mode = tta_mode(None if tta == "default" else tta, self.tta)
+        if mode is not None and self.baked_temperature is not None:
+            raise RunError(f"{self.source} is an export calibrated for no test-time "
+                           f"augmentation, which is not in its graph. Received: tta={mode!r}; "
+                           "use tta=False (--no-tta), or the run's .keras model.")
+        if calibrated and tta_key(mode) not in self.temperatures:
+            raise RunError(f"{self.source} has no calibration for test-time augmentation "
+                           f"{tta_key(mode)!r}. Train with a calibration split (the default) or "
+                           "--val-size N, or ask for uncalibrated probabilities.")
+        return mode, self.is_calibrated if calibrated is None else bool(calibrated)
+
+    def raw_probs(self, x: np.ndarray, tta: str | None) -> np.ndarray:
+        """What the model computes for a prepared batch with TTA mode `tta` (a resolved
+        mode, see `options`): raw probabilities for a Keras model, an export's own
+        (calibrated) ones."""
+        return predict_probs(self.model, x, tta=tta)
+
+    def finish(self, probs: np.ndarray, tta: str | None, calibrated: bool) -> np.ndarray:
+        """`raw_probs`' output made into what was asked: calibrated with the temperature of
+        mode `tta`, or not."""
+        if self.baked_temperature is not None:  # the export calibrated them
+            return probs if calibrated else apply_temperature(probs, 1.0 / self.baked_temperature)
+        return self.calibrate(probs, tta=tta) if calibrated else probs
 
     def calibrate(self, probs: np.ndarray, *, tta: str | None) -> np.ndarray:
         """Apply the run's temperature for test-time augmentation mode `tta` to `probs`.
@@ -158,17 +212,8 @@ class Classifier:
             RunError: if the run has no calibration (trained with ``calibration_size=0``,
                 or before calibration existed).
         """
-        key = tta_key(tta)
-        if key not in self.temperatures:
-            raise RunError(f"{self.source} has no calibration for test-time augmentation "
-                           f"{key!r}. Train with a calibration split (the default) or "
-                           "--val-size N, or ask for uncalibrated probabilities.")
-        return apply_temperature(probs, self.temperatures[key])
-
-    @property
-    def is_calibrated(self) -> bool:
-        """Whether the run has calibration temperatures."""
-        return bool(self.temperatures)
+        self.options(tta, True)  # raises without calibration
+        return apply_temperature(probs, self.temperatures[tta_key(tta)])
 
     def predict(self, images: ImageLike | Sequence[ImageLike], *,
                 tta: bool | str | None = None,
@@ -177,35 +222,26 @@ class Classifier:
 
         Args:
             images: file paths, PIL images, uint8 arrays ``(H, W, 3)``, or a batch
-                ``(N, H, W, 3)``; any size and mode (see `cifar_cnn.predict.RESIZE_METHOD`).
-            tta: test-time augmentation (see `cifar_cnn.tta.predict_probs`); None: what
-                the run's recipe used; True: that, or "flip" if it used none; False: none.
-            calibrated: None (default): calibrated when the run has a calibration; True:
-                calibrated, or an error; False: the model's raw probabilities.
+                ``(N, H, W, 3)``; any size and mode, prepared by the model's `InputSpec`.
+            tta: test-time augmentation (see `options`).
+            calibrated: see `options`.
 
         Raises:
             ImageError: for an unreadable file (`predict_files` reports bad files instead).
             RunError: if `calibrated` is True but the run has no calibration.
         """
-        mode = tta_mode(tta, self.tta)
-        if mode is not None and self.baked_temperature is not None:
-            raise RunError(f"{self.source} is an export calibrated for no test-time "
-                           f"augmentation, which is not in its graph. Received: tta={mode!r}; "
-                           "use tta=False (--no-tta), or the run's .keras model.")
-        probs = predict_probs(self.model, self._batch(images), tta=mode)
-        if self.baked_temperature is not None:
-            want = calibrated is not False
-            return probs if want else apply_temperature(probs, 1.0 / self.baked_temperature)
-        if calibrated or (calibrated is None and self.is_calibrated):
-            probs = self.calibrate(probs, tta=mode)
-        return probs
+        mode, use_calibration = self.options(tta, calibrated)
+        return self.finish(self.raw_probs(self._batch(images), mode), mode, use_calibration)
 
     def top_k(self, probs: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
         """The `k` most likely ``(class name, probability)`` pairs for each row of `probs`."""
-        k = max(1, min(k, len(self.class_names)))
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [[(self.class_names[j], float(row[j])) for j in idx]
-                for row, idx in zip(probs, order, strict=True)]
+        return top_k(probs, self.class_names, k)
+
+    def predictions(self, names: Sequence[str], probs: np.ndarray, *, top_k: int = 3,
+                    calibrated: bool, tta: str | None) -> list[Prediction]:
+        """The `Prediction` records of `probs` (see `predictions`)."""
+        return predictions(names, probs, self.class_names, k=top_k, calibrated=calibrated,
+                           tta=tta)
 
     def classify(self, images: ImageLike | Sequence[ImageLike], top_k: int = 3,
                  **kwargs: Any) -> list[list[tuple[str, float]]]:
@@ -219,7 +255,7 @@ class Classifier:
         """A `Prediction` for every image file in `inputs`, in order, as they are ready.
 
         `inputs` may name files, directories (read recursively) and glob patterns (see
-        `cifar_cnn.predict.images.expand_inputs`). Files are decoded by `workers` threads
+        `cifar_cnn.images.expand_inputs`). Files are decoded by `workers` threads
         (default: one per CPU core) `batch_size` at a time, and each batch goes through the
         model in one call; results stream out batch by batch, so memory stays flat for any
         number of files. A file that cannot be read (missing, not an image, over
@@ -233,9 +269,7 @@ class Classifier:
             raise ConfigError("batch_size, workers and max_pixels must be >= 1. Received: "
                               f"batch_size={batch_size}, workers={workers}, "
                               f"max_pixels={max_pixels}")
-        if calibrated and not self.is_calibrated:
-            self.calibrate(np.ones((1, len(self.class_names))), tta=None)  # raises
-        use_calibration = self.is_calibrated if calibrated is None else calibrated
+        mode, use_calibration = self.options(tta, calibrated)
         entries = expand_inputs(inputs)
 
         def decode(entry: tuple[str, str | None]) -> np.ndarray | str:
@@ -243,7 +277,7 @@ class Classifier:
             if error is not None:
                 return error
             try:
-                return load_image(name, self.input_size, max_pixels=max_pixels)
+                return self.spec.load(name, max_pixels=max_pixels)
             except ImageError as e:
                 return str(e)
 
@@ -251,15 +285,13 @@ class Classifier:
             for start in range(0, len(entries), batch_size):
                 chunk = entries[start:start + batch_size]
                 decoded = list(pool.map(decode, chunk))
-                good = [d for d in decoded if isinstance(d, np.ndarray)]
-                rows = iter(self.predict(np.stack(good), tta=tta, calibrated=use_calibration)
-                            if good else ())
+                good = [(name, d) for (name, _), d in zip(chunk, decoded, strict=True)
+                        if isinstance(d, np.ndarray)]
+                records = iter(self.predictions(
+                    [name for name, _ in good],
+                    self.finish(self.raw_probs(np.stack([d for _, d in good]), mode), mode,
+                                use_calibration),
+                    top_k=top_k, calibrated=use_calibration, tta=mode) if good else ())
                 for (name, _), d in zip(chunk, decoded, strict=True):
-                    if isinstance(d, str):
-                        yield Prediction(name, error=d)
-                        continue
-                    row = next(rows)
-                    yield Prediction(
-                        name, probabilities=dict(zip(self.class_names, map(float, row),
-                                                     strict=True)),
-                        top_k=self.top_k(row[None], top_k)[0], calibrated=use_calibration)
+                    yield Prediction(name, error=d) if isinstance(d, str) else next(records)
+

@@ -12,28 +12,22 @@ import io
 import os
 import shutil
 import zipfile
-from importlib import resources
 from pathlib import Path
 
 from cifar_cnn.errors import RunError
 from cifar_cnn.files import atomic_path
-from cifar_cnn.runs import CALIBRATION_FILE, METADATA_FILE, MODEL_FILE, RunDir, open_run
+from cifar_cnn.runs import (
+    CALIBRATION_FILE,
+    DEFAULT_MODEL,
+    METADATA_FILE,
+    RunDir,
+    default_run,
+    open_run,
+)
 
-DEFAULT_MODEL = "fast94"
+__all__ = ["DEFAULT_MODEL", "default_run", "pack_run"]
+
 _WEIGHTS = "model.weights.h5"  # the weights' member of a .keras archive
-
-
-def default_run() -> Path:
-    """The run directory of the packaged default model.
-
-    Raises:
-        RunError: if the package was installed without it.
-    """
-    path = Path(str(resources.files("cifar_cnn") / "pretrained" / DEFAULT_MODEL))
-    if not (path / MODEL_FILE).is_file():
-        raise RunError(f"The default model is missing from this installation ({path}). "
-                       "Reinstall cifar-cnn, or give a run directory.")
-    return path
 
 
 def _halve_weights(keras_file: Path, min_size: int) -> None:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cifar_cnn.errors import ConfigError
-from cifar_cnn.optimizers import MuonSGD
 from cifar_cnn.tta import tta_mode
 
 _RECIPES: dict[str, Recipe] = {}
@@ -136,10 +135,11 @@ class Recipe:
         """
         import keras
 
+        from cifar_cnn.optimizers import MuonSGD  # imports Keras: only when training
+
         options = self.resolved_optimizer_options()
         lr = self.learning_rate_for(steps_per_epoch)
         if self.optimizer == "muon_sgd":
-
             stop = options.pop("stop_after_epochs", {})
             return MuonSGD(lr, stop_after_steps={k: int(v * steps_per_epoch)
                                                  for k, v in stop.items()}, **options)

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,6 +39,9 @@ from cifar_cnn.serve.tf_serving import REQUEST_SCHEMA, parse_predict_request
 from cifar_cnn.serve.uploads import REQUEST_BODY, read_body, read_images
 
 STATIC_DIR = Path(str(resources.files("cifar_cnn.serve") / "static"))
+# Swagger UI's and ReDoc's files, from the fastapi-offline package: /docs and /redoc load
+# nothing from a CDN, so they work offline.
+DOCS_ASSETS_DIR = Path(str(resources.files("fastapi_offline") / "static"))
 PLACEHOLDER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cifar-cnn</title></head>
 <body><h1>cifar-cnn prediction service</h1>
@@ -59,7 +63,7 @@ _PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
 TtaOption = Literal["default", "none", "flip", "flip_translate"]
 
 
-def create_app(run: str | os.PathLike[str], *, max_bytes: int = 10_000_000,
+def create_app(run: str | os.PathLike[str] | None, *, max_bytes: int = 10_000_000,
                max_files: int = 64, max_pixels: int = MAX_PIXELS, max_batch_size: int = 64,
                max_wait_ms: float = 5.0, tta: bool | str | None = None) -> FastAPI:
     """The prediction service for one trained model, as an ASGI app.
@@ -106,9 +110,11 @@ def create_app(run: str | os.PathLike[str], *, max_bytes: int = 10_000_000,
         title="cifar-cnn prediction service", version=__version__, lifespan=lifespan,
         description=(f"Serves the model **{service.name}** (version {service.version}): "
                      f"{', '.join(service.classifier.class_names)}. Every error is "
-                     '`{"error": "..."}`.'))
+                     '`{"error": "..."}`.'),
+        docs_url=None, redoc_url=None)  # served by `_add_docs`, from local files
     app.state.service = service
     _add_error_handlers(app)
+    _add_docs(app)
 
     @app.post("/v1/predict", response_model=schemas.PredictResponse, responses=_PREDICT_ERRORS,
               openapi_extra={"requestBody": REQUEST_BODY}, tags=["predict"],
@@ -223,6 +229,34 @@ def create_app(run: str | os.PathLike[str], *, max_bytes: int = 10_000_000,
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their files at ``/docs-assets``, no CDN.
+
+    URLs are relative to the page, so the docs also work behind a proxy's path prefix.
+    """
+    assets, openapi = "docs-assets", (app.openapi_url or "/openapi.json").lstrip("/")
+    app.mount(f"/{assets}", StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi, title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters)
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url=openapi, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{assets}/redoc.standalone.js",
+                              redoc_favicon_url=f"{assets}/favicon.png",
+                              with_google_fonts=False)
+        # ReDoc's footer logo is an image on cdn.redoc.ly: not fetched (ReDoc hides it).
+        page.headers["Content-Security-Policy"] = "img-src 'self' data:"
+        return page
 
 
 def _check_model(service: ModelService, name: str, version: str | None) -> None:

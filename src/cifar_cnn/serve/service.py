@@ -13,27 +13,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image
 
-from cifar_cnn.errors import ConfigError, ImageError, ImageTooLargeError
-from cifar_cnn.files import read_json, sha256_file
-from cifar_cnn.predict import (
-    MAX_PIXELS,
-    Classifier,
-    Prediction,
-    decode_image,
-    predict_probs,
-    prepare_image,
-)
-from cifar_cnn.runs import RunDir
+from cifar_cnn.errors import ConfigError, RunError
+from cifar_cnn.files import sha256_file
+from cifar_cnn.images import MAX_PIXELS
+from cifar_cnn.predict import Classifier
 from cifar_cnn.serve.batcher import DynamicBatcher
 from cifar_cnn.serve.errors import NotReadyError, RequestError
-from cifar_cnn.tta import TTA_MODES, tta_mode
 
 T = TypeVar("T")
 
-# What a request's `tta` option may say: the server's mode ("default"), or one by name.
-TTA_CHOICES = ("default", "none", *TTA_MODES)
 # metadata.json entries shown by GET /v1/model (settings and environment stay private: they
 # hold paths and machine facts of the training host).
 PUBLIC_METADATA = ("class_names", "input", "recipe", "final_metrics", "calibration",
@@ -81,32 +70,31 @@ def file_version(path: Path) -> str:
 
 
 class ModelService:
-    """A run loaded for serving: the `Classifier`, its name and version, and the machinery
-    that keeps the event loop free (a decoding thread pool and a `DynamicBatcher`).
+    """A model loaded for serving: a thin adapter over the inference core (`Classifier`)
+    that keeps the event loop free, with a decoding thread pool and a `DynamicBatcher`
+    that lets concurrent requests share model calls.
 
     Args:
-        run: a run directory, or a ``.keras`` file (beside a metadata.json if any).
+        run: a run directory, a ``.keras`` file or an export (see `Classifier.load`).
         limits: the request limits.
         tta: the test-time augmentation of requests that do not choose one (``tta=default``):
-            None for the run's own, else a mode name, "none" or False.
+            None or "default" for the run's own, else a mode name, "none" or False.
 
     Raises:
         RunError: if the model cannot be loaded (see `Classifier.load`).
         ConfigError: for an unknown `tta`.
     """
 
-    def __init__(self, run: str | os.PathLike[str], limits: Limits | None = None, *,
+    def __init__(self, run: str | os.PathLike[str] | None, limits: Limits | None = None, *,
                  tta: bool | str | None = None) -> None:
-        path = Path(run)
-        self.classifier = Classifier.load(path)
-        self.default_tta = tta_mode(tta, self.classifier.tta)
+        self.classifier = Classifier.load(run)
+        self.default_tta, _ = self.classifier.options(tta, False)
         self.limits = limits or Limits()
-        rd = RunDir(path if path.is_dir() else path.parent)
-        self.metadata: dict[str, Any] = rd.read_metadata() if rd.metadata.is_file() else {}
-        if "calibration" not in self.metadata and rd.calibration.is_file():
-            self.metadata["calibration"] = {k: v for k, v in read_json(rd.calibration).items()
+        self.metadata: dict[str, Any] = dict(self.classifier.metadata)
+        if "calibration" not in self.metadata and self.classifier.calibration:
+            self.metadata["calibration"] = {k: v for k, v in self.classifier.calibration.items()
                                             if k != "seed"}
-        self.name = str(self.metadata.get("name") or (path.name if path.is_dir() else path.stem))
+        self.name = self.classifier.name
         self.version = file_version(Path(self.classifier.source))
         self.ready = False
         self._pool: ThreadPoolExecutor | None = None
@@ -119,14 +107,12 @@ class ModelService:
     async def start(self) -> None:
         """Start the decoder threads and the batcher, then warm the model up on a dummy batch
         (the first call traces TensorFlow's graph); `ready` is True after."""
-        clf = self.classifier
         self._pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
         self._batcher = DynamicBatcher(self._predict, max_batch_size=self.limits.max_batch_size,
                                        max_wait_ms=self.limits.max_wait_ms)
-        width, height = clf.input_size
         loop = asyncio.get_running_loop()
         for size in self._buckets:  # each batch shape's first call sets up its kernels
-            x = np.zeros((size, height, width, 3), np.uint8)
+            x = np.zeros((size, *self.classifier.spec.shape), np.uint8)
             await loop.run_in_executor(None, self._predict, x, self.default_tta)
         # Everything loaded so far (TensorFlow, Keras, the model) stays alive for good: keep
         # it out of the garbage collector's full passes, whose pauses over those millions of
@@ -151,7 +137,7 @@ class ModelService:
         size = next(b for b in self._buckets if b >= n)
         if size > n:
             x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
-        return predict_probs(self.classifier.model, x, tta=tta)[:n]
+        return self.classifier.raw_probs(x, tta)[:n]
 
     async def stop(self) -> None:
         """Finish what was submitted and stop the threads."""
@@ -163,17 +149,18 @@ class ModelService:
         self._batcher = self._pool = None
 
     def options(self, tta: str, calibrated: bool | None) -> tuple[str | None, bool]:
-        """The TTA mode and whether to calibrate, from a request's ``tta`` and ``calibrated``.
+        """The TTA mode and whether to calibrate, from a request's ``tta`` and ``calibrated``
+        (see `Classifier.options`; "default" is the server's mode).
 
         Raises:
-            RequestError: for calibrated=True on a run without calibration.
+            RequestError: for an option the model cannot honour (calibrated=true without
+                calibration, TTA on an export).
         """
-        mode = self.default_tta if tta == "default" else tta_mode(tta)
-        if calibrated and not self.classifier.is_calibrated:
-            raise RequestError("This model has no calibration (it was trained without a "
-                              "calibration split); ask with calibrated=false, or leave "
-                              "calibrated out.")
-        return mode, self.classifier.is_calibrated if calibrated is None else calibrated
+        try:
+            return self.classifier.options(self.default_tta if tta == "default" else tta,
+                                           calibrated)
+        except RunError as e:
+            raise RequestError(str(e)) from None
 
     async def _in_pool(self, fn: Callable[..., T], items: Sequence[Any]) -> list[T]:
         """`fn` on every item in the decoder threads; the first failure in order is raised."""
@@ -189,41 +176,23 @@ class ModelService:
         return results
 
     async def batch(self, items: Sequence[tuple[str, bytes | Any]]) -> np.ndarray:
-        """The model's input batch for ``(name, image)`` pairs, decoded in the thread pool.
+        """The model's input batch for ``(name, image)`` pairs, decoded in the thread pool
+        by the model's `InputSpec`.
 
         An image is the bytes of an image file, or an HxWx3 nested list of 0..255 values.
 
         Raises:
             ImageError: naming the first image (in order) that cannot be used.
         """
-        size, max_pixels = self.classifier.input_size, self.limits.max_pixels
+        spec, max_pixels = self.classifier.spec, self.limits.max_pixels
 
         def one(item: tuple[str, bytes | Any]) -> np.ndarray:
             name, image = item
             if isinstance(image, bytes):
-                return decode_image(image, name, size, max_pixels=max_pixels)
-            return self._pixels(name, image)
+                return spec.decode(image, name, max_pixels=max_pixels)
+            return spec.from_array(image, name, max_pixels=max_pixels)
 
         return np.stack(await self._in_pool(one, items))
-
-    def _pixels(self, name: str, value: Any) -> np.ndarray:
-        try:
-            a = np.asarray(value)
-        except ValueError as e:  # ragged nesting
-            raise ImageError(f"{name}: not an HxWx3 array of pixel values ({e}).") from None
-        if a.ndim != 3 or a.shape[2] != 3 or not (
-                np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-            raise ImageError(f"{name}: expected an HxWx3 array of numbers 0..255 (RGB). "
-                             f"Received: shape {a.shape}, {a.dtype.kind!r} values")
-        if a.shape[0] * a.shape[1] > self.limits.max_pixels:
-            raise ImageTooLargeError(f"{name}: {a.shape[1]} x {a.shape[0]} pixels is over the "
-                                     f"limit of {self.limits.max_pixels:,} pixels.")
-        if a.size == 0 or not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255:
-            raise ImageError(f"{name}: pixel values must be finite numbers in 0..255.")
-        a = np.rint(a).astype(np.uint8)
-        width, height = self.classifier.input_size
-        return a if a.shape[:2] == (height, width) else prepare_image(
-            Image.fromarray(a), self.classifier.input_size)
 
     async def probabilities(self, x: np.ndarray, *, tta: str | None,
                             calibrated: bool) -> np.ndarray:
@@ -231,25 +200,19 @@ class ModelService:
         if self._batcher is None:
             raise NotReadyError("The model is not loaded yet; wait for GET /readyz to answer "
                                 "200.")
-        probs = await self._batcher.submit(x, tta)
-        return self.classifier.calibrate(probs, tta=tta) if calibrated else probs
+        return self.classifier.finish(await self._batcher.submit(x, tta), tta, calibrated)
 
     def predictions(self, names: Sequence[str], probs: np.ndarray, *, top_k: int,
                     calibrated: bool, tta: str | None) -> list[dict[str, Any]]:
-        """The JSON records of POST /v1/predict, one per file."""
-        clf = self.classifier
-        return [{**Prediction(name, probabilities=dict(zip(clf.class_names, map(float, row),
-                                                          strict=True)),
-                              top_k=top, calibrated=calibrated).to_dict(), "tta": tta}
-                for name, row, top in zip(names, probs, clf.top_k(probs, top_k), strict=True)]
+        """The JSON records of POST /v1/predict, one per file (`Classifier.predictions`)."""
+        return [p.to_dict() for p in self.classifier.predictions(
+            names, probs, top_k=top_k, calibrated=calibrated, tta=tta)]
 
     def info(self) -> dict[str, Any]:
         """GET /v1/model: what the model is, how it was trained and measured, and the limits."""
         clf = self.classifier
-        width, height = clf.input_size
         meta = {k: self.metadata[k] for k in PUBLIC_METADATA if k in self.metadata}
-        meta.setdefault("input", {"shape": [height, width, 3], "dtype": "uint8",
-                                  "range": [0, 255]})
+        meta.setdefault("input", clf.spec.to_metadata())
         return {"name": self.name, "version": self.version, **meta,
                 "class_names": list(clf.class_names), "default_tta": self.default_tta,
                 "calibrated": clf.is_calibrated, "limits": self.limits.to_dict()}

@@ -7,6 +7,7 @@ with it.
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -66,3 +67,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.save_weights(tmp)
         for old in saved_epochs(self.directory)[:-self.keep]:
             (self.directory / _NAME.format(old)).unlink(missing_ok=True)
+
+
+def trim_history(path: Path, epochs_done: int) -> None:
+    """Drop history.csv rows of epochs that the last checkpoint does not cover (a run killed
+    between writing an epoch's row and its checkpoint), so a resume logs each epoch once."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
+    if len(keep) != len(rows):
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)

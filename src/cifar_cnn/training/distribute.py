@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -28,8 +29,8 @@ import tensorflow as tf
 
 from cifar_cnn.errors import ConfigError, RunError, WorkerLostError
 from cifar_cnn.models import leaf_layers
-
-STRATEGIES = ("default", "mirrored", "multi-worker")
+from cifar_cnn.runs import COMPLETE, RunDir
+from cifar_cnn.training.config import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,28 @@ def sync_batch_norm(net: keras.Model, on: bool) -> None:
     for layer in leaf_layers(net):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = on
+
+
+def multi_worker_run(cluster: Cluster, runs_dir: str | os.PathLike[str],
+                     name: str) -> Path | None:
+    """The run directory of a multi-worker job if it is to be resumed, else None.
+
+    Every worker runs the same command, so the directory is ``runs_dir/name`` exactly (no
+    numbering): an unfinished run there is resumed from its last checkpoint, which is how a
+    restarted job carries on. All workers must see the same state (a shared volume).
+
+    Raises:
+        RunError: if the run there has already finished.
+    """
+    run = RunDir(Path(runs_dir) / name)
+    state = 0
+    if run.metadata.is_file():
+        state = 2 if run.read_metadata().get("status") == COMPLETE else 1
+    state = agree(cluster, state, f"states of the run directory {run.path}")
+    if state == 2:
+        raise RunError(f"{run.path} has already finished training; give the job "
+                       "another --name.")
+    return run.path if state == 1 else None
 
 
 def agree(cluster: Cluster, value: int, what: str) -> int:

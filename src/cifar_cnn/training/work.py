@@ -11,6 +11,7 @@ and test-time augmentation are not training work.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 
@@ -60,3 +61,14 @@ def train_flops(recipe: Recipe, num_train: int, *, num_classes: int = 10,
                 **recipe.model_options))
         total += images * (1 + BACKWARD_FACTOR) * per_size[size]
     return total
+
+
+def work_summary(recipe: Recipe, num_train: int, *, num_classes: int,
+                 image_shape: tuple[int, int, int], model: keras.Model) -> dict[str, Any]:
+    """The ``"work"`` entry of a finished run's metadata: the whole run's training PFLOPs
+    (resumed or not), one image's forward GFLOPs, and the image size of each epoch."""
+    flops = train_flops(recipe, num_train, num_classes=num_classes, image_shape=image_shape,
+                        model=model)
+    return {"train_pflops": round(flops / 1e15, 6),
+            "forward_gflops_per_image": round(forward_flops(model) / 1e9, 4),
+            "train_sizes": recipe.epoch_sizes(image_shape[0])}

@@ -1,5 +1,8 @@
 """Running exported models (`cifar_cnn.export`): a SavedModel folder, a .tflite or .onnx file.
 
+Below predict and export, which both run exports: `Classifier` for users, the parity gate
+before an export is kept.
+
 Each runner takes uint8 pixel batches ``(N, H, W, 3)`` and returns the probabilities the
 export computes (calibrated when its metadata.json says so), through the same
 ``predict(x, batch_size=..., verbose=0)`` and ``input_shape`` a Keras model has, so
@@ -9,36 +12,12 @@ export computes (calibrated when its metadata.json says so), through the same
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cifar_cnn.errors import RunError
-from cifar_cnn.files import read_json
-
-EXPORT_METADATA_FILE = "metadata.json"  # beside the model (inside a SavedModel folder)
-PARITY_FILE = "parity.json"
-SAVEDMODEL_FILE = "saved_model.pb"
-EXPORT_FILES = {"litert": "model.tflite", "onnx": "model.onnx"}
-_SUFFIXES = {".tflite": "litert", ".onnx": "onnx"}
-
-
-def export_format(path: str | os.PathLike[str]) -> str | None:
-    """"savedmodel", "litert" or "onnx" for an exported model at `path`, else None.
-
-    `path` may be the SavedModel folder, the .tflite/.onnx file, or the folder
-    `cifar-cnn export` wrote it into.
-    """
-    p = Path(path)
-    if p.suffix.lower() in _SUFFIXES:
-        return _SUFFIXES[p.suffix.lower()]
-    if (p / SAVEDMODEL_FILE).is_file():
-        return "savedmodel"
-    for fmt, name in EXPORT_FILES.items():
-        if (p / name).is_file():
-            return fmt
-    return None
+from cifar_cnn.runs import Artifact
 
 
 class SavedModelRunner:
@@ -106,28 +85,18 @@ class OnnxRunner:
 _RUNNERS = {"savedmodel": SavedModelRunner, "litert": LiteRTRunner, "onnx": OnnxRunner}
 
 
-def open_export(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], Path]:
-    """``(runner, metadata, model path)`` for an exported model (see `export_format`).
+def open_runner(artifact: Artifact) -> Any:
+    """The runtime for an exported model (`cifar_cnn.runs.resolve_artifact` found it).
 
     Raises:
-        RunError: if `path` is no export, or its runtime cannot load it.
+        RunError: if its runtime is not installed or cannot load it.
     """
-    p = Path(path)
-    fmt = export_format(p)
-    if fmt is None:
-        raise RunError(f"{p} is not an exported model: expected a SavedModel folder, a "
-                       ".tflite or .onnx file, or a folder written by `cifar-cnn export`.")
-    if fmt != "savedmodel" and p.is_dir():
-        p = p / EXPORT_FILES[fmt]
-    folder = p if fmt == "savedmodel" else p.parent
-    meta_file = folder / EXPORT_METADATA_FILE
-    meta = read_json(meta_file) if meta_file.is_file() else {}
+    fmt, p = artifact.format, artifact.model
     try:
-        runner = _RUNNERS[fmt](p)
+        return _RUNNERS[fmt](p)
     except ImportError as e:
         raise RunError(f"{p} needs {e.name}, which is not installed: "
                        "pip install 'cifar-cnn[export]'.") from e
     except Exception as e:
         raise RunError(f"{p} could not be loaded as a {fmt} model "
                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from e
-    return runner, meta, p
