@@ -16,7 +16,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def commit() -> str:
     """The current git commit, with '-dirty' if the tree has uncommitted changes."""
-    from cifar_cnn.runs import source_commit
+    from cifar_cnn.environment import source_commit
 
     return source_commit() or "unknown"
 
@@ -53,8 +53,8 @@ def write_result(kind: str, numbers: dict[str, Any], path: Path | None = None) -
     Given the ``path`` an earlier call returned, replaces that file instead (atomically): a
     long benchmark writes what it has after each run, so an interrupted one keeps its runs.
     """
+    from cifar_cnn.environment import environment_info
     from cifar_cnn.files import write_text
-    from cifar_cnn.runs import environment_info
 
     env = environment_info()
     end_commit = commit()

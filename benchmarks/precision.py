@@ -36,8 +36,8 @@ def main() -> None:
         print(json.dumps({"images_per_second": ips}))
         return
 
+    from cifar_cnn.environment import cpu_flags
     from cifar_cnn.recipes import get_recipe, list_recipes
-    from cifar_cnn.runs import cpu_flags
     from cifar_cnn.training.precision import resolve_precision
 
     chosen, reason = resolve_precision("auto")

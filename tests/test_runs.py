@@ -75,3 +75,104 @@ def test_read_metrics(tmp_path: Path) -> None:
     run.report.mkdir()
     run.metrics.write_text(json.dumps({"accuracy": 0.5}))
     assert run.read_metrics() == {"accuracy": 0.5}
+
+
+# --- What a path is: one answer for predict, serve, evaluate and export -----------------
+
+def _fake_run(path: Path, *, status: str = "complete", model: bool = True) -> Path:
+    path.mkdir(parents=True)
+    (path / "metadata.json").write_text(json.dumps({"name": path.name, "status": status}))
+    if model:
+        (path / "model.keras").write_bytes(b"not read here")
+    return path
+
+
+def test_resolve_artifact_tells_every_kind_apart(tmp_path: Path) -> None:
+    from cifar_cnn.runs import default_run, resolve_artifact
+
+    run = _fake_run(tmp_path / "r")
+    art = resolve_artifact(run)
+    assert (art.kind, art.format, art.model, art.run.path) == ("run", "keras",
+                                                              run / "model.keras", run)
+    keras_file = resolve_artifact(run / "model.keras")
+    assert (keras_file.kind, keras_file.run.path) == ("keras", run)  # described by its run
+    bare = tmp_path / "m.keras"
+    bare.write_bytes(b"x")
+    assert resolve_artifact(bare).run is None and resolve_artifact(bare).name == "m"
+    export = tmp_path / "export" / "litert"
+    export.mkdir(parents=True)
+    (export / "model.tflite").write_bytes(b"x")
+    for given in (export, export / "model.tflite"):
+        art = resolve_artifact(given)
+        assert (art.kind, art.format, art.model) == ("export", "litert",
+                                                    export / "model.tflite")
+        assert art.metadata_file == export / "metadata.json" and art.read_calibration() is None
+    saved = tmp_path / "sm"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"x")
+    assert resolve_artifact(saved).format == "savedmodel"
+    packaged = resolve_artifact(None)
+    assert packaged.kind == "packaged" and packaged.run.path == default_run()
+    assert resolve_artifact(default_run()).kind == "packaged"
+
+
+@pytest.mark.parametrize("status,words", [
+    ("running", "--resume"), ("failed", "Training failed: ValueError: bad"), (None, "no such")])
+def test_resolve_artifact_says_why_there_is_no_model(tmp_path: Path, status: str | None,
+                                                     words: str) -> None:
+    from cifar_cnn.runs import resolve_artifact
+
+    path = tmp_path / "r"
+    if status is not None:
+        _fake_run(path, status=status, model=False)
+        meta = json.loads((path / "metadata.json").read_text())
+        meta["error"] = "ValueError: bad"
+        (path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError) as e:
+        resolve_artifact(path)
+    assert (words in str(e.value)) if status else ("No trained model" in str(e.value))
+
+
+def test_split_model_and_inputs(tmp_path: Path) -> None:
+    from cifar_cnn.errors import CifarCnnError
+    from cifar_cnn.runs import split_model_and_inputs
+
+    run = _fake_run(tmp_path / "r")
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"x")
+    assert split_model_and_inputs([str(run), str(image)]) == (str(run), [str(image)])
+    assert split_model_and_inputs([str(image)]) == (None, [str(image)])
+    assert split_model_and_inputs(["*.png", "b.jpg"]) == (None, ["*.png", "b.jpg"])
+    # A mistyped run (no such path, not an image name) is reported as a model, not an image.
+    assert split_model_and_inputs(["runs/typo", "a.png"]) == ("runs/typo", ["a.png"])
+    with pytest.raises(CifarCnnError, match="No images given"):
+        split_model_and_inputs([str(run)])
+
+
+def test_calibration_has_one_format(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    assert run.read_calibration() is None
+    with pytest.raises(ValueError, match="modes"):
+        run.write_calibration({"temperature": 1.5})
+    cal = {"fit_on": "calibration split", "num_images": 10, "seed": 0,
+           "modes": {"none": {"temperature": 0.5}}, "seconds": 1.0}
+    run.write_calibration(cal)
+    assert run.read_calibration() == cal
+    # A run from before per-mode calibration: its one temperature serves every mode.
+    run.calibration.write_text(json.dumps({"temperature": 2.0, "fit_on": "validation split"}))
+    old = run.read_calibration()
+    assert {k: v["temperature"] for k, v in old["modes"].items()} == {
+        "none": 2.0, "flip": 2.0, "flip_translate": 2.0}
+    run.calibration.write_text("{oops")
+    with pytest.raises(RunError, match="calibration.json is unreadable"):
+        run.read_calibration()
+
+
+def test_recorded_data_is_one_rule(tmp_path: Path) -> None:
+    from cifar_cnn.runs import recorded_data
+
+    meta = {"settings": {"data": str(tmp_path)}}
+    assert recorded_data(meta, "given") == "given"
+    assert recorded_data(meta) == str(tmp_path)
+    assert recorded_data({"settings": {"data": str(tmp_path / "gone")}}) is None
+    assert recorded_data({}) is None

@@ -21,6 +21,7 @@ import numpy as np
 
 from cifar_cnn.calibration import apply_temperature, temperatures_from
 from cifar_cnn.data import CifarData, load_cifar10
+from cifar_cnn.environment import environment_info
 from cifar_cnn.errors import ConfigError, ExportParityError, RunError
 from cifar_cnn.export import graph, litert, onnx, parity, savedmodel
 from cifar_cnn.files import sha256_file, write_json
@@ -31,7 +32,6 @@ from cifar_cnn.runs import (
     EXPORT_METADATA_FILE,
     PARITY_FILE,
     default_run,
-    environment_info,
     open_run,
     recorded_data,
     resolve_artifact,

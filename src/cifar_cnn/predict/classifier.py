@@ -189,7 +189,8 @@ class Classifier:
         if calibrated and tta_key(mode) not in self.temperatures:
             raise RunError(f"{self.source} has no calibration for test-time augmentation "
                            f"{tta_key(mode)!r}. Train with a calibration split (the default) or "
-                           "--val-size N, or ask for uncalibrated probabilities.")
+                           "--val-size N, or ask for uncalibrated probabilities "
+                           "(calibrated=false; --uncalibrated).")
         return mode, self.is_calibrated if calibrated is None else bool(calibrated)
 
     def raw_probs(self, x: np.ndarray, tta: str | None) -> np.ndarray:

@@ -94,6 +94,19 @@ class Recipe:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}. "
                               f"Received: precision={self.precision!r}")
 
+    def with_rates_scaled(self, factor: float) -> Recipe:
+        """A copy with every learning rate (`learning_rate` and each optimizer option whose
+        name holds "learning_rate") multiplied by `factor`: fine-tuning's lower rates."""
+        def scale(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: scale(v) for k, v in value.items()}
+            return value * factor
+
+        options = {k: scale(v) if "learning_rate" in k else v
+                   for k, v in self.optimizer_options.items()}
+        return dataclasses.replace(self, learning_rate=self.learning_rate * factor,
+                                   optimizer_options=options)
+
     @property
     def tta_mode(self) -> str | None:
         """The test-time augmentation as a name ("flip", "flip_translate") or None."""

@@ -37,6 +37,7 @@ from cifar_cnn.serve.errors import ModelNotFoundError, NotReadyError
 from cifar_cnn.serve.service import Limits, ModelService
 from cifar_cnn.serve.tf_serving import REQUEST_SCHEMA, parse_predict_request
 from cifar_cnn.serve.uploads import REQUEST_BODY, read_body, read_images
+from cifar_cnn.tta import TTA_CHOICES
 
 STATIC_DIR = Path(str(resources.files("cifar_cnn.serve") / "static"))
 # Swagger UI's and ReDoc's files, from the fastapi-offline package: /docs and /redoc load
@@ -60,7 +61,7 @@ _PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {**_ERROR, "description": "the model is not loaded yet"},
 }
 
-TtaOption = Literal["default", "none", "flip", "flip_translate"]
+TtaOption = Literal[TTA_CHOICES]  # the same choices as the CLI's --tta
 
 
 def create_app(run: str | os.PathLike[str] | None, *, max_bytes: int = 10_000_000,

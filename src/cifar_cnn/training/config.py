@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from cifar_cnn.errors import ConfigError
+from cifar_cnn.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from cifar_cnn.recipes import Recipe
 from cifar_cnn.recipes.base import PRECISIONS
 
 # tf.distribute: one device, the devices of this machine, or several machines.
 STRATEGIES = ("default", "mirrored", "multi-worker")
+CLASS_WEIGHTS = ("balanced",)
+BN_CHOICES = ("train", "frozen")
+# Below this many training images, fine-tuning freezes batch-norm statistics by default.
+SMALL_DATA = 10_000
 
 
 def _devices(text: str) -> tuple[str, ...]:
@@ -68,6 +73,33 @@ class TrainConfig:
         None, "without --val-size: training images held out to calibrate the probabilities "
         "after training (default: the recipe's, 1000; at most a tenth of the training set; "
         "0: none)", type=int)
+    image_size: int | None = _option(
+        None, "side of the model's square input; images of other sizes are brought to it by "
+        "--resize (default: the data's own size for CIFAR, else 32)", type=int)
+    resize: str = _option(
+        DEFAULT_RESIZE, "how an image of another shape is brought to the input size: crop "
+        "(centre crop, then resize; default), squish or pad", choices=tuple(RESIZE_POLICIES))
+    val_split: float = _option(
+        0.2, "for an image folder without test/ (or val/): the share of each class held out "
+        "(stratified, seeded) to evaluate on (default 0.2)", type=float)
+    strict: bool = _option(
+        False, "stop at the first unreadable image of an image folder instead of listing "
+        "and skipping it", action="store_true")
+    class_weight: str | None = _option(
+        None, "balanced: weight each class's loss by the inverse of its share of the "
+        "training images (for uneven classes)", choices=CLASS_WEIGHTS)
+    init: str | None = _option(
+        None, "start from trained weights: default (the packaged model), a run directory or "
+        "a .keras file; every weight that fits is loaded, with a new head for new classes",
+        metavar="MODEL")
+    freeze_epochs: int = _option(
+        0, "with --init: train the head alone for N epochs first", type=int, metavar="N")
+    finetune_lr_mult: float = _option(
+        0.1, "with --init: the recipe's learning rates are multiplied by this once the whole "
+        "network trains (default 0.1)", type=float)
+    bn: str | None = _option(
+        None, "batch-norm statistics: train, or frozen (default: frozen when fine-tuning on "
+        f"fewer than {SMALL_DATA:,} images, else train)", choices=BN_CHOICES)
     seed: int = _option(0, "random seed of weights, shuffling, augmentation and the "
                            "held-out splits (default 0)", type=int)
     runs_dir: str | os.PathLike[str] = _option("runs", "parent folder for runs (default runs/)")
@@ -97,6 +129,26 @@ class TrainConfig:
                               f"Received: precision={self.precision!r}")
         if self.val_size < 0:
             raise ConfigError(f"val_size must be >= 0. Received: val_size={self.val_size}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise ConfigError(f"val_split must be in [0, 1). Received: val_split={self.val_split}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"image_size must be >= 8. Received: image_size={self.image_size}")
+        if self.resize not in RESIZE_POLICIES:
+            raise ConfigError(f"resize must be one of {', '.join(RESIZE_POLICIES)}. "
+                              f"Received: resize={self.resize!r}")
+        if self.class_weight not in (None, *CLASS_WEIGHTS):
+            raise ConfigError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}. "
+                              f"Received: class_weight={self.class_weight!r}")
+        if self.bn not in (None, *BN_CHOICES):
+            raise ConfigError(f"bn must be one of {', '.join(BN_CHOICES)}. "
+                              f"Received: bn={self.bn!r}")
+        if self.freeze_epochs < 0 or (self.freeze_epochs and self.init is None):
+            raise ConfigError("freeze_epochs must be >= 0, and needs init (the head is trained "
+                              f"alone on top of trained weights). Received: freeze_epochs="
+                              f"{self.freeze_epochs}, init={self.init!r}")
+        if self.finetune_lr_mult <= 0:
+            raise ConfigError("finetune_lr_mult must be > 0. Received: "
+                              f"finetune_lr_mult={self.finetune_lr_mult}")
 
     @classmethod
     def from_options(cls, recipe: str | Recipe | TrainConfig = "baseline",
@@ -134,6 +186,8 @@ class TrainConfig:
         for key in ("data", "runs_dir", "resume"):
             v = d[key]
             d[key] = str(Path(v).resolve()) if isinstance(v, str | os.PathLike) else None
+        if self.init not in (None, "default"):
+            d["init"] = str(Path(self.init).resolve())
         return d
 
 

@@ -9,7 +9,7 @@ than in float32 (benchmarks/README.md, "Precision"). So ``"auto"`` takes
 
 from __future__ import annotations
 
-from cifar_cnn.runs import cpu_flags
+from cifar_cnn.environment import cpu_flags
 
 AUTO = "auto"
 _NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})

@@ -13,6 +13,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from cifar_cnn.calibration import calibrate_model
 from cifar_cnn.data import CifarData, TrainSplits, calibration_holdout, load_cifar10, train_splits
 from cifar_cnn.data.augment import AlternatingFlipTranslate, make_train_dataset
-from cifar_cnn.errors import RunError
+from cifar_cnn.errors import ConfigError, RunError
 from cifar_cnn.files import atomic_path
 from cifar_cnn.images import InputSpec
 from cifar_cnn.models import create_model, data_dependent_init
@@ -53,6 +54,13 @@ from cifar_cnn.training.distribute import (
     multi_worker_run,
     sync_batch_norm,
 )
+from cifar_cnn.training.finetune import (
+    InitSource,
+    freeze_bn_default,
+    init_source,
+    load_matching_weights,
+    set_trainable,
+)
 from cifar_cnn.training.precision import resolve_precision
 from cifar_cnn.training.work import work_summary
 
@@ -62,6 +70,12 @@ def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, i
     """Create and compile the recipe's network under its precision policy."""
     model = create_model(recipe.model, num_classes=num_classes, input_shape=input_shape,
                          **recipe.model_options)
+    compile_model(model, recipe, steps_per_epoch)
+    return model
+
+
+def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+    """Compile with the recipe's optimizer (its schedule over ``recipe.epochs``) and loss."""
     model.compile(
         optimizer=recipe.build_optimizer(steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
@@ -69,7 +83,29 @@ def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, i
         else keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
-    return model
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """How a run starts from trained weights (`TrainConfig.init` and its companions)."""
+
+    source: InitSource
+    freeze_epochs: int
+    lr_mult: float
+    freeze_bn: bool
+
+    def phases(self, r: Recipe) -> list[tuple[int, Recipe, bool]]:
+        """``(until epoch, recipe of the phase, head only)``: the head alone for
+        `freeze_epochs`, then everything at `lr_mult` of the recipe's rates; each phase's
+        schedule runs over its own epochs."""
+        out: list[tuple[int, Recipe, bool]] = []
+        if self.freeze_epochs:
+            until = min(self.freeze_epochs, r.epochs)
+            out.append((until, r.replace(epochs=until), True))
+        if r.epochs > self.freeze_epochs:
+            out.append((r.epochs, r.with_rates_scaled(self.lr_mult).replace(
+                epochs=r.epochs - self.freeze_epochs), False))
+        return out
 
 
 def _epoch_shapes(r: Recipe, images: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -81,7 +117,8 @@ def _epoch_shapes(r: Recipe, images: tuple[int, ...]) -> list[tuple[int, int]]:
 def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any],
          splits: TrainSplits, num_classes: int, steps: int, epochs_done: int, verbose: int,
          callbacks: Sequence[keras.callbacks.Callback],
-         cluster: Cluster | None) -> keras.callbacks.History:
+         cluster: Cluster | None, *, until: int | None = None,
+         class_weight: dict[int, float] | None = None) -> keras.callbacks.History:
     """Train from `epochs_done` on, with progress, checkpoints, CSV log and TensorBoard:
     ``model.fit`` on one device, `fit_distributed` under a strategy (where only the chief
     writes, so the other workers get the progress display and `callbacks` alone)."""
@@ -89,6 +126,7 @@ def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any]
     if splits.y_val is not None:
         validation = (splits.x_val, keras.utils.to_categorical(splits.y_val, num_classes)
                       if r.label_smoothing > 0 else splits.y_val)
+    until = until or r.epochs
     progress = Progress(r.epochs, steps, min(len(splits.x_train), steps * r.batch_size),
                         verbose=verbose)
     stop = StopBetweenSteps()  # Ctrl-C lands between steps (see `train`'s resume hint)
@@ -111,8 +149,11 @@ def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any]
             return make_data(shard=(context.input_pipeline_id, context.num_input_pipelines),
                              replicas=cluster.local_replicas)
 
+        if class_weight is not None:
+            raise ConfigError("class_weight is not supported under a tf.distribute strategy "
+                              "yet; train on one device. Received: class_weight='balanced'")
         with stop:
-            return fit_distributed(net, cluster, worker_data, epochs=r.epochs,
+            return fit_distributed(net, cluster, worker_data, epochs=until,
                                    initial_epoch=epochs_done, steps=steps,
                                    shapes=_epoch_shapes(r, splits.x_train.shape),
                                    callbacks=fit_callbacks, validation=validation,
@@ -127,8 +168,10 @@ def _fit(net: keras.Model, r: Recipe, run: RunDir, make_data: Callable[..., Any]
             fit_callbacks.insert(0, StaticImageSize(_epoch_shapes(r, splits.x_train.shape)))
     else:
         inputs = {"x": train_data, "shuffle": False}  # the pipeline shuffles
+    if class_weight is not None:
+        inputs["class_weight"] = class_weight
     with stop:
-        return net.fit(**inputs, epochs=r.epochs, initial_epoch=epochs_done,
+        return net.fit(**inputs, epochs=until, initial_epoch=epochs_done,
                        validation_data=validation,
                        validation_batch_size=max(r.batch_size, 256),
                        callbacks=fit_callbacks, verbose=0)
@@ -149,8 +192,11 @@ def _final_metrics(history: keras.callbacks.History, monitor: str) -> dict[str, 
 def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
                    splits: TrainSplits, *, seed: int, verbose: int,
                    callbacks: Sequence[keras.callbacks.Callback], cluster: Cluster | None,
+                   fine_tune: FineTune | None = None,
+                   class_weight: dict[int, float] | None = None,
                    ) -> tuple[keras.Model, keras.callbacks.History, float, int]:
-    """Build, initialise (or restore) and fit the network; save model.keras (the chief).
+    """Build, initialise (or restore, or load trained weights) and fit the network; save
+    model.keras (the chief).
 
     Returns the network, its history, the training seconds and the epochs done before.
     """
@@ -165,6 +211,7 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         epochs_done = latest_epoch(run.checkpoints)
         if cluster is not None:
             epochs_done = agree(cluster, epochs_done, "checkpoints")
+        resumed_from = epochs_done
         make_data = functools.partial(
             make_train_dataset, splits.x_train, splits.y_train, r.batch_size, r.augmentation,
             seed=seed, num_classes=ds.num_classes if r.label_smoothing > 0 else 0,
@@ -173,7 +220,7 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
             size_mode=r.train_size_mode)
         n = len(splits.x_train)
         whole_batches = cluster is not None or r.augmentation == "alternating_flip_translate"
-        steps = n // r.batch_size if whole_batches else int(np.ceil(n / r.batch_size))
+        steps = max(1, n // r.batch_size if whole_batches else int(np.ceil(n / r.batch_size)))
         scope = cluster.strategy.scope if cluster else contextlib.nullcontext
         with scope():  # variables (the optimizer's too) made under the strategy
             net = build_model(r, ds.num_classes, ds.image_shape, steps)
@@ -182,36 +229,65 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         # Outside the strategy's scope, so that each worker computes it alone (alike).
         sample = np.random.default_rng(seed).permutation(n)[:5000]
         data_dependent_init(net, splits.x_train[np.sort(sample)])
-        if epochs_done:
-            with scope():
-                restore(net, run.checkpoints, epochs_done)
-        sync_batch_norm(net, cluster is not None and cluster.num_replicas > 1)
-        if r.train_sizes:  # smaller images in early epochs: any height and width, for now
-            net.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: ds.image_shape[-1]})
-        history = _fit(net, r, run, make_data, splits, ds.num_classes, steps, epochs_done,
-                       verbose, callbacks, cluster)
+        if fine_tune is not None and not epochs_done:
+            report = load_matching_weights(net, fine_tune.source, network=r.model,
+                                           class_names=ds.class_names)
+            meta["init"] = report.to_dict()
+        phases = fine_tune.phases(r) if fine_tune else [(r.epochs, r, False)]
+        history = None
+        for until, phase_recipe, head_only in phases:
+            if epochs_done >= until:
+                continue
+            if fine_tune is not None:  # what trains changed: Keras compiles again
+                set_trainable(net, head_only=head_only, freeze_bn=fine_tune.freeze_bn)
+                with scope():
+                    compile_model(net, phase_recipe, steps)
+            if epochs_done:
+                with scope():
+                    restore(net, run.checkpoints, epochs_done)
+            sync_batch_norm(net, cluster is not None and cluster.num_replicas > 1)
+            if r.train_sizes:  # smaller images in early epochs: any height and width, for now
+                net.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: ds.image_shape[-1]})
+            history = _fit(net, r, run, make_data, splits, ds.num_classes, steps,
+                           epochs_done, verbose, callbacks, cluster, until=until,
+                           class_weight=class_weight)
+            epochs_done = until
+            if r.train_sizes:  # the saved model checks its input shape again
+                del net._manual_input_spec  # where Keras keeps a spec that was set
+        if fine_tune is not None:
+            set_trainable(net, head_only=False, freeze_bn=False)  # saved as a whole network
         train_seconds = time.perf_counter() - t0
-        if r.train_sizes:  # the saved model checks its input shape again
-            del net._manual_input_spec  # where Keras keeps a spec that was set
         sync_batch_norm(net, False)  # the saved model is the same as a one-device run's
         if chief:
             with atomic_path(run.model) as tmp:
                 net.save(tmp)
             if cluster is not None:  # predict alone from here on, without the other workers
                 net = keras.saving.load_model(run.model)
-        return net, history, train_seconds, epochs_done
+        if history is None:  # nothing was left to train
+            history = keras.callbacks.History()
+            history.history = {}
+        return net, history, train_seconds, resumed_from
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
 
 def _final_settings(config: TrainConfig, r: Recipe, splits: TrainSplits, *,
-                    calibration_size: int, requested: str, reason: str | None
-                    ) -> dict[str, Any]:
+                    calibration_size: int, requested: str, reason: str | None,
+                    fine_tune: FineTune | None) -> dict[str, Any]:
     """The ``"settings"`` of a new run: its `TrainConfig`, with what was resolved."""
     settings = config.to_dict()
     settings.update(calibration_size=calibration_size, monitor=splits.monitor,
                     precision={"requested": requested, "used": r.precision, "reason": reason})
+    if fine_tune is not None:
+        settings["bn"] = "frozen" if fine_tune.freeze_bn else "train"
     return settings
+
+
+def balanced_class_weights(counts: np.ndarray) -> dict[int, float]:
+    """Keras ``class_weight`` for "balanced": ``n / (classes * count)``, as scikit-learn's
+    ``compute_class_weight("balanced")``; a class without images gets 0."""
+    n, k = counts.sum(), len(counts)
+    return {i: float(n / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
 def train(recipe: str | Recipe | TrainConfig = "baseline", *,
@@ -293,6 +369,28 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
     if config.resume is not None and meta["dataset"]["fingerprint"] != ds.fingerprint:
         raise RunError(f"The data given differs from the data {run.path} was trained on "
                        "(dataset fingerprints differ); resume with the same --data.")
+    notes = []
+    n_train = len(splits.x_train)
+    if config.resume is None and r.batch_size > n_train:  # per-image rates follow the batch
+        notes.append(f"Batch size {r.batch_size} is more than the {n_train} training images: "
+                     f"using {n_train}.")
+        r = r.replace(batch_size=n_train)
+    counts = np.bincount(splits.y_train, minlength=ds.num_classes)
+    few = [f"{name} ({c})" for name, c in zip(ds.class_names, counts, strict=True) if c < 5]
+    if few:
+        notes.append(f"Warning: classes with fewer than 5 training images: {', '.join(few)}.")
+    # What the run was asked for: a resumed run goes on as it started.
+    asked = meta["settings"] if config.resume is not None else config.to_dict()
+    class_weight = (balanced_class_weights(counts)
+                    if asked.get("class_weight") == "balanced" else None)
+    fine_tune = None
+    if asked.get("init") is not None:
+        fine_tune = FineTune(init_source(asked["init"]), int(asked.get("freeze_epochs", 0)),
+                             float(asked.get("finetune_lr_mult", 1.0)),
+                             freeze_bn_default(asked.get("bn"), asked["init"], n_train))
+    if verbose and chief:
+        for note in notes:
+            print(note, flush=True)
     if config.resume is None:
         if cluster is not None and cluster.kind == "multi-worker":
             run = RunDir(Path(config.runs_dir) / (config.name or r.name))  # alike everywhere
@@ -305,7 +403,8 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
             run, class_names=ds.class_names, input_spec=spec.to_metadata(),
             recipe=r.to_dict(),
             settings=_final_settings(config, r, splits, calibration_size=calibration_size,
-                                     requested=requested, reason=reason),
+                                     requested=requested, reason=reason,
+                                     fine_tune=fine_tune),
             dataset={"source": ds.source, "fingerprint": ds.fingerprint,
                      "num_train": len(splits.x_train), "num_val": int(val_size),
                      "num_calibration": int(calibration_size), "num_test": len(ds.x_test)})
@@ -318,7 +417,7 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
     try:
         net, history, train_seconds, epochs_done = _build_and_fit(
             r, run, meta, ds, splits, seed=seed, verbose=int(verbose), callbacks=callbacks,
-            cluster=cluster)
+            cluster=cluster, fine_tune=fine_tune, class_weight=class_weight)
     except KeyboardInterrupt:
         if chief:
             run.stop(meta, INTERRUPTED)

@@ -1,0 +1,126 @@
+"""Starting a run from trained weights (``--init``): the packaged model, a run or a .keras file.
+
+Keras' transfer-learning practice: take every weight of the trained network that fits the
+new one, give the new classes a new head, optionally train that head alone first
+(``freeze_epochs``), then fine-tune everything at a fraction of the recipe's rates, with
+batch-norm statistics frozen when the data is small (a few hundred images per class cannot
+re-estimate them without losing what they learned from 50,000).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from cifar_cnn.errors import ConfigError, RunError
+from cifar_cnn.models import leaf_layers
+from cifar_cnn.runs import resolve_artifact
+from cifar_cnn.training.config import BN_CHOICES, SMALL_DATA
+
+
+@dataclass(frozen=True)
+class InitSource:
+    """The trained model a run starts from, and what it was trained on."""
+
+    model_file: Path
+    network: str | None  # the registered network it was built by
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, ...] | None
+
+
+def init_source(init: str | os.PathLike[str]) -> InitSource:
+    """The model named by ``--init``: "default" (the packaged model), a run directory or a
+    ``.keras`` file.
+
+    Raises:
+        RunError: if there is no Keras model there (an export cannot be fine-tuned).
+    """
+    art = resolve_artifact(None if str(init) == "default" else init)
+    if art.format != "keras":
+        raise RunError(f"--init needs a Keras model (a run directory or a .keras file); "
+                       f"{art.model} is a {art.format} export. Received: init={str(init)!r}")
+    meta = art.read_metadata()
+    shape = (meta.get("input") or {}).get("shape")
+    return InitSource(art.model, (meta.get("recipe") or {}).get("model"),
+                      tuple(meta.get("class_names") or ()), tuple(shape) if shape else None)
+
+
+def head_layer(net: keras.Model) -> keras.layers.Layer:
+    """The classifier head: the last layer with weights."""
+    layers = [layer for layer in leaf_layers(net) if layer.weights]
+    if not layers:
+        raise ConfigError(f"Network {net.name!r} has no layer with weights.")
+    return layers[-1]
+
+
+@dataclass
+class InitReport:
+    """What `load_matching_weights` did, recorded in the run's metadata."""
+
+    source: str
+    copied: int = 0
+    new_head: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "weights_copied": self.copied,
+                "new_head": self.new_head, "skipped": self.skipped}
+
+
+def load_matching_weights(net: keras.Model, source: InitSource, *, network: str,
+                          class_names: Sequence[str]) -> InitReport:
+    """Copy every weight of `source` whose shape fits `net`, in order; the head's only when
+    the classes are the same (same names, same order), else the head stays new.
+
+    Raises:
+        ConfigError: if `source` was built by another network (its weights would not line
+            up with `net`'s).
+    """
+    if source.network is not None and source.network != network:
+        raise ConfigError(f"--init {source.model_file} is a {source.network!r} network; this "
+                          f"run builds {network!r}. Use a recipe or --model of the same "
+                          f"network. Received: network={network!r}")
+    trained = keras.saving.load_model(source.model_file, compile=False, safe_mode=True)
+    keep_head = tuple(class_names) == tuple(source.class_names)
+    head = {id(v) for v in head_layer(net).weights}
+    report = InitReport(str(source.model_file), new_head=not keep_head)
+    if len(trained.weights) != len(net.weights):
+        raise ConfigError(f"--init {source.model_file} has {len(trained.weights)} weights, "
+                          f"this network {len(net.weights)}: not the same architecture.")
+    for mine, theirs in zip(net.weights, trained.weights, strict=True):
+        if id(mine) in head and not keep_head:
+            continue
+        if tuple(mine.shape) != tuple(theirs.shape):
+            report.skipped.append(f"{mine.path}: {tuple(theirs.shape)} -> {tuple(mine.shape)}")
+            continue
+        mine.assign(np.asarray(keras.ops.convert_to_numpy(theirs), dtype=mine.dtype))
+        report.copied += 1
+    return report
+
+
+def set_trainable(net: keras.Model, *, head_only: bool, freeze_bn: bool) -> None:
+    """Make only the head trainable, or everything (batch-norm layers frozen if asked:
+    a frozen Keras batch norm normalises with its moving statistics and keeps them)."""
+    head = head_layer(net)
+    for layer in leaf_layers(net):
+        if head_only:
+            layer.trainable = layer is head
+        else:
+            layer.trainable = not (freeze_bn and isinstance(
+                layer, keras.layers.BatchNormalization))
+
+
+def freeze_bn_default(bn: str | None, init: str | None, num_train: int) -> bool:
+    """Whether batch-norm statistics are frozen: `bn` if given, else when fine-tuning on
+    fewer than `SMALL_DATA` images."""
+    if bn is not None:
+        if bn not in BN_CHOICES:
+            raise ConfigError(f"bn must be one of {', '.join(BN_CHOICES)}. Received: bn={bn!r}")
+        return bn == "frozen"
+    return init is not None and num_train < SMALL_DATA
