@@ -105,3 +105,49 @@ def test_report_renders_in_chromium(tmp_path: Path, make_data) -> None:
     assert len(seen["widths"]) == 6, seen
     assert all(width > 0 for width in seen["widths"]), f"images failed to load: {seen['widths']}"
     assert seen["headline"] == f"{metrics['accuracy'] * 100:.2f}%"
+
+
+# For the 100-class report: what a reader sees, no horizontal scrolling, a per-class table
+# that scrolls inside its own box, and the ranked confusions.
+PROBE_MANY = """
+<script>
+window.addEventListener("load", function () {
+  var box = document.querySelector(".scroll");
+  var pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify({
+    widths: Array.prototype.map.call(document.images, function (img) { return img.naturalWidth; }),
+    pageWidth: document.documentElement.scrollWidth,
+    viewWidth: window.innerWidth,
+    boxHeight: box ? box.clientHeight : null,
+    tableHeight: box ? box.scrollHeight : null,
+    confusions: document.querySelectorAll("#top-confusions tbody tr").length
+  });
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+def test_report_with_100_classes_renders_in_chromium(tmp_path: Path, make_data) -> None:
+    browser = find_browser()
+    data = make_data(n=400, num_classes=100)
+    metrics = classification_metrics(data.y_true, data.probs, data.class_names)
+    report_dir = write_report(
+        tmp_path / "report",
+        metrics=metrics,
+        images=data.images,
+        y_true=data.y_true,
+        probs=data.probs,
+        class_names=data.class_names,
+    )
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
+    probe_page = tmp_path / "probe.html"
+    probe_page.write_text(page.replace("</body>", PROBE_MANY + "</body>", 1), encoding="utf-8")
+
+    seen = render(browser, probe_page, tmp_path / "profile")
+
+    assert len(seen["widths"]) == 5 and all(w > 0 for w in seen["widths"]), seen
+    assert seen["pageWidth"] <= seen["viewWidth"], seen  # nothing wider than the window
+    assert 0 < seen["boxHeight"] < seen["tableHeight"], seen  # 100 rows scroll in a box
+    assert seen["confusions"] == len(metrics["top_confusions"]) == 20

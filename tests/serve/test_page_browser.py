@@ -257,3 +257,88 @@ def test_docs_page_renders_offline(playwright_browser, server: str, tmp_path: Pa
         page.screenshot(path=str(tmp_path / "serve_docs.png"), full_page=True)
     finally:
         context.close()
+
+
+def fake_service_page(browser, class_names: list[str], probs: np.ndarray,
+                      width: int = 1200, height: int = 800):
+    """The page at ``/`` with `/v1/model` and `/v1/predict` answered in the browser, for a
+    model of any number of classes (no server, no model). Records any other request."""
+    from cifar_cnn.predict.classifier import predictions
+    from cifar_cnn.serve.app import STATIC_DIR
+
+    base = "http://service.test"
+    record = predictions(["picture.png"], probs[None, :], class_names, k=3, calibrated=True,
+                         tta=None)[0].to_dict()
+    answers = {
+        f"{base}/": ("text/html", (STATIC_DIR / "index.html").read_text(encoding="utf-8")),
+        f"{base}/v1/model": ("application/json", json.dumps(
+            {"name": "many", "version": "0123456789ab", "class_names": class_names})),
+        f"{base}/v1/predict": ("application/json", json.dumps(
+            {"model": {"name": "many", "version": "0123456789ab"}, "predictions": [record]})),
+    }
+    context = browser.new_context(viewport={"width": width, "height": height})
+    problems: list[str] = []
+
+    def answer(route) -> None:
+        url = route.request.url
+        if url in answers:
+            content_type, body = answers[url]
+            route.fulfill(status=200, content_type=content_type, body=body)
+        elif url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            problems.append(f"unexpected request: {url}")
+            route.abort()
+
+    context.route("**/*", answer)
+    page = context.new_page()
+    page.set_default_timeout(RESULT_TIMEOUT_MS)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.goto(base + "/")
+    return context, page, problems
+
+
+@pytest.mark.parametrize("num_classes", [3, 100])
+def test_page_shows_the_top_classes_of_many(playwright_browser, tmp_path: Path,
+                                            num_classes: int) -> None:
+    """Up to 10 classes every class gets a bar; above, the 5 most likely do, one row sums up
+    the others and "All N classes" lists every class when opened."""
+    names = [f"class_{i}" for i in range(num_classes)]
+    names[-1] = "a_rather_long_class_name_that_cannot_fit"
+    logits = np.random.default_rng(num_classes).normal(size=num_classes) * 2.0
+    probs = np.exp(logits) / np.exp(logits).sum()
+    ranked = [names[i] for i in np.argsort(-probs, kind="stable")]
+    context, page, problems = fake_service_page(playwright_browser, names, probs, 375, 740)
+    try:
+        page.wait_for_function("document.getElementById('model').textContent"
+                               f".includes('{num_classes} classes')")
+        assert page.locator("#nclasses").inner_text() == str(num_classes)
+        page.set_input_files("input[type=file]", files=[
+            {"name": "picture.png", "mimeType": "image/png", "buffer": png_bytes()}])
+        card = page.locator("[data-testid=result][data-status=done]")
+        card.wait_for()
+        assert card.get_attribute("data-label") == ranked[0]
+        bars = card.locator("[data-testid=bar]")
+        shown = [bars.nth(i).get_attribute("data-class") for i in range(bars.count())]
+        rest = card.locator("[data-testid=bar-rest]")
+        if num_classes <= 10:
+            assert shown == ranked and rest.count() == 0
+            assert card.locator("details").count() == 0
+        else:
+            assert shown == ranked[:5]
+            assert rest.count() == 1
+            assert rest.inner_text().startswith(f"{num_classes - 5} others")
+            assert float(rest.get_attribute("data-probability")) == pytest.approx(
+                float(np.sort(probs)[::-1][5:].sum()), abs=1e-6)
+            assert card.locator("[data-testid=bar-all]").count() == 0  # built when opened
+            card.locator("details summary").click()
+            every = card.locator("[data-testid=bar-all]")
+            every.first.wait_for()
+            assert every.count() == num_classes
+            assert every.evaluate_all("rows => rows.map(r => r.dataset.class)") == ranked
+        page.wait_for_timeout(500)  # let the bars finish growing
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert problems == []
+        page.screenshot(path=str(tmp_path / f"serve_page_{num_classes}.png"), full_page=True)
+    finally:
+        context.close()

@@ -1,8 +1,9 @@
 """Classification metrics for a set of predicted class probabilities.
 
 :func:`classification_metrics` turns labels and softmax outputs into one JSON-serialisable dict
-(accuracy, top-k, log-loss, ECE, per-class and averaged precision/recall/F1, confusion matrix),
-which is what ``metrics.json`` holds; :func:`format_metrics_table` prints it for the terminal.
+(accuracy, top-k, log-loss, ECE, per-class and averaged precision/recall/F1, confusion matrix
+and its most frequent confusions), which is what ``metrics.json`` holds;
+:func:`format_metrics_table` prints it for the terminal, shortened for many classes.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from sklearn.metrics import (
 )
 
 from cifar_cnn.calibration import expected_calibration_error, validate_probs_and_labels
+from cifar_cnn.evaluation.selection import most_confused_pairs
 
 # Probabilities are clipped to [LOG_LOSS_EPS, 1] and renormalised before the log-loss.
 LOG_LOSS_EPS = 1e-15
+# How many (true, predicted) pairs metrics.json lists under "top_confusions".
+TOP_CONFUSIONS = 20
+# Above this many classes a per-class listing shows a selection (the terminal table: the
+# lowest and highest F1) and the report adds a ranked list of confusions to its heat map.
+MANY_CLASSES = 20
 _PRF = ("precision", "recall", "f1")  # metrics.json's names for sklearn's columns
 _SKLEARN_PRF = ("precision", "recall", "f1-score")
 
@@ -46,6 +53,38 @@ def check_class_names(class_names: Sequence[str], num_classes: int) -> list[str]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"class_names must be unique; received duplicates {duplicates}.")
     return names
+
+
+def top_confusions(
+    confusion_matrix: Sequence[Sequence[int]], class_names: Sequence[str], k: int = TOP_CONFUSIONS
+) -> list[dict[str, Any]]:
+    """The ``k`` most frequent confusions (off-diagonal cells) of a confusion matrix.
+
+    Args:
+        confusion_matrix: square counts, rows = true class, columns = predicted class.
+        class_names: one name per row/column.
+        k: how many pairs to list at most.
+
+    Returns:
+        ``[{"true", "predicted", "count", "rate", "share_of_errors"}, ...]``, most frequent
+        first (ties: the earlier cell first), only cells with a count above zero. ``rate`` is
+        the share of the true class's images predicted as ``predicted``; ``share_of_errors``
+        the share of all wrong predictions.
+    """
+    counts = np.asarray(confusion_matrix, dtype=np.int64)
+    names = [str(n) for n in class_names]
+    row_sums = counts.sum(axis=1)
+    errors = int(counts.sum() - np.trace(counts)) if counts.size else 0
+    return [
+        {
+            "true": names[t],
+            "predicted": names[q],
+            "count": count,
+            "rate": count / int(row_sums[t]),
+            "share_of_errors": count / errors,
+        }
+        for t, q, count in (most_confused_pairs(counts, k) if counts.size else [])
+    ]
 
 
 def classification_metrics(
@@ -71,7 +110,8 @@ def classification_metrics(
         A dict of plain Python values with keys ``num_images``, ``accuracy``,
         ``top5_accuracy`` (top-``min(5, C)``), ``log_loss``, ``ece``, ``per_class``
         (name -> precision/recall/f1/support), ``macro`` and ``weighted``
-        (precision/recall/f1), ``confusion_matrix`` (rows = true class, columns = predicted)
+        (precision/recall/f1), ``confusion_matrix`` (rows = true class, columns = predicted),
+        ``top_confusions`` (its most frequent off-diagonal cells, see :func:`top_confusions`)
         and ``class_names``.
 
     Raises:
@@ -118,6 +158,7 @@ def classification_metrics(
         "macro": prf(report["macro avg"]),
         "weighted": prf(report["weighted avg"]),
         "confusion_matrix": [[int(v) for v in row] for row in cm],
+        "top_confusions": top_confusions(cm, names),
         "class_names": names,
     }
 
@@ -146,7 +187,14 @@ def format_percent(value: Any, *, missing: str = "-") -> str:
     return missing if num is None else f"{num * 100:.2f}%"
 
 
-def format_metrics_table(metrics: Mapping[str, Any]) -> str:
+def _f1_sort_key(item: tuple[str, Mapping[str, Any]]) -> float:
+    f1 = finite_or_none(item[1].get("f1"))
+    return -math.inf if f1 is None else f1
+
+
+def format_metrics_table(
+    metrics: Mapping[str, Any], *, max_classes: int | None = MANY_CLASSES
+) -> str:
     """Format a metrics dict as a fixed-width text table for the terminal.
 
     One row per class (precision, recall, F1, support), then macro and weighted averages, then
@@ -154,14 +202,25 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
     when present). Missing entries are shown as ``-`` so older ``metrics.json`` files still
     print.
 
+    With more than ``max_classes`` classes (CIFAR-100, say) the class rows are sorted by F1
+    and only the lowest and the highest ``max_classes // 2`` are shown, with one line for
+    those left out; the most frequent confusions follow the summary.
+
     Args:
         metrics: a dict as returned by :func:`classification_metrics`.
+        max_classes: the most class rows to print; None prints every class.
 
     Returns:
         The table as a multi-line string (no trailing newline).
     """
     per_class: Mapping[str, Mapping[str, Any]] = metrics.get("per_class") or {}
-    row_labels = [*per_class, "macro avg", "weighted avg"]
+    shown: list[tuple[str, Mapping[str, Any]] | None] = list(per_class.items())
+    many = max_classes is not None and len(per_class) > max(max_classes, 2)
+    if many:
+        ranked = sorted(per_class.items(), key=_f1_sort_key)  # stable: ties in model order
+        half = max(max_classes // 2, 1)
+        shown = [*ranked[:half], None, *ranked[-half:]]  # None: the rows left out
+    row_labels = [name for name, _ in filter(None, shown)] + ["macro avg", "weighted avg"]
     name_w = max(len("class"), *(len(str(n)) for n in row_labels))
     col_w = 9
     header = (
@@ -177,7 +236,14 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
         return f"{label:<{name_w}}  " + "  ".join([*cells, sup_cell])
 
     lines = [header, rule]
-    for name, values in per_class.items():
+    if many:
+        lines.append(f"{len(per_class)} classes, sorted by F1: the {half} lowest and the "
+                     f"{half} highest (all in metrics.json)")
+    for item in shown:
+        if item is None:
+            lines.append(f"{'...':<{name_w}}  ({len(per_class) - 2 * half} more classes)")
+            continue
+        name, values = item
         lines.append(row(str(name), values, values.get("support")))
     total = sum(int(finite_or_none(v.get("support")) or 0) for v in per_class.values()) or None
     if per_class:
@@ -204,4 +270,26 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
     label_w = max(len(label) for label, _ in summary)
     value_w = max(len(value) for _, value in summary)
     lines.extend(f"{label:<{label_w}}  {value:>{value_w}}" for label, value in summary)
+    if many:
+        lines.extend(_confusion_lines(metrics, limit=max(max_classes // 2, 1)))
     return "\n".join(lines)
+
+
+def _confusion_lines(metrics: Mapping[str, Any], *, limit: int) -> list[str]:
+    """The most frequent confusions as ranked text lines (none if there are none)."""
+    pairs = metrics.get("top_confusions")
+    if pairs is None and metrics.get("confusion_matrix") and metrics.get("class_names"):
+        pairs = top_confusions(metrics["confusion_matrix"], metrics["class_names"], limit)
+    pairs = [p for p in pairs or () if isinstance(p, Mapping)][:limit]
+    if not pairs:
+        return []
+    pair_w = max(len(f"{p.get('true')} -> {p.get('predicted')}") for p in pairs)
+    count_w = max(len(format_number(p.get("count"), ",.0f")) for p in pairs)
+    lines = ["", f"most frequent confusions (true -> predicted, top {len(pairs)}):"]
+    for rank, p in enumerate(pairs, 1):
+        pair = f"{p.get('true')} -> {p.get('predicted')}"
+        lines.append(
+            f"{rank:>3}. {pair:<{pair_w}}  {format_number(p.get('count'), ',.0f'):>{count_w}}"
+            f"  {format_percent(p.get('rate')):>7} of {p.get('true')}"
+        )
+    return lines

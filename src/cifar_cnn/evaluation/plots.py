@@ -1,5 +1,10 @@
-"""Figures for evaluation reports: training curves, confusion matrix, per-class metrics,
-reliability diagrams and galleries of misclassified images.
+"""Figures for evaluation reports: training curves, confusion matrix, its most frequent
+confusions, per-class metrics, reliability diagrams and galleries of misclassified images.
+
+Figures that show every class stay readable at any number of them: up to `MANY_CLASSES`
+they draw as for CIFAR-10; above it (CIFAR-100, say) the confusion matrix becomes a heat map
+without numbers (`plot_top_confusions` ranks its cells instead), the per-class bars turn
+into a sorted horizontal chart, and sizes, fonts and tick labels scale with bounds.
 
 Every ``plot_*`` function builds and returns a `matplotlib.figure.Figure` without pyplot: no
 backend is chosen and no global figure is opened, so importing or calling this module never
@@ -19,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from cifar_cnn.calibration import apply_temperature, reliability_bins
-from cifar_cnn.evaluation.metrics import format_percent
+from cifar_cnn.evaluation.metrics import MANY_CLASSES, format_percent, top_confusions
 from cifar_cnn.evaluation.selection import (
     best_epoch,
     confused_examples,
@@ -135,6 +141,22 @@ def _show_image(ax: Any, image: np.ndarray) -> None:
         spine.set_visible(False)
 
 
+def tick_layout(n: int, length_in: float, *, largest: float = 9.0,
+                smallest: float = 4.5) -> tuple[float, int]:
+    """``(font size in points, step)`` for ``n`` tick labels along ``length_in`` inches: the
+    font shrinks with the space per label, down to ``smallest``; below that only every
+    ``step``-th label is shown."""
+    pitch = length_in * 72.0 / max(n, 1)  # points per label
+    font = min(largest, max(smallest, 0.8 * pitch))
+    return font, max(1, math.ceil(1.15 * font / pitch))
+
+
+def _label_ticks(axis: Any, names: Sequence[str], font: float, step: int, **kwargs: Any) -> None:
+    """Ticks at every ``step``-th position, labelled with those names."""
+    positions = range(0, len(names), step)
+    axis.set_ticks(list(positions), labels=[names[i] for i in positions], fontsize=font, **kwargs)
+
+
 def _message_figure(title: str, message: str, size: tuple[float, float] = (7, 2.2)) -> Figure:
     fig = Figure(figsize=size)
     ax = fig.subplots()
@@ -227,7 +249,11 @@ def plot_training_curves(
 def plot_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[str]) -> Figure:
     """A confusion matrix as counts and as row-normalised percentages, side by side.
 
-    Drawn with scikit-learn's `ConfusionMatrixDisplay`; cells are annotated up to 25 classes.
+    Drawn with scikit-learn's `ConfusionMatrixDisplay`, every cell annotated. Above
+    `MANY_CLASSES` classes a grid of numbers is unreadable: the figure is then one heat map
+    of the row-normalised percentages on a square-root colour scale (small confusions stay
+    visible), no numbers in the cells, the 10 most frequent confusions outlined in red, and
+    a bounded size (`plot_top_confusions` lists the cells' numbers).
 
     Args:
         cm: square matrix of counts, rows = true class, columns = predicted class.
@@ -235,7 +261,8 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[str
 
     Returns:
         The figure: a "Counts" and a "Row-normalised (% of true class)" axes, each with its
-        colour bar, ticks labelled with the class names.
+        colour bar, ticks labelled with the class names; above `MANY_CLASSES` only the
+        second (ticks thinned out if the names do not fit).
 
     Raises:
         ValueError: if ``cm`` is not square or does not match ``class_names``.
@@ -253,6 +280,8 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[str
     normed = np.divide(
         counts * 100.0, row_sums, out=np.zeros(counts.shape), where=row_sums > 0
     )
+    if c > MANY_CLASSES:
+        return _confusion_heat_map(counts, normed, names)
 
     side = max(5.0, 0.55 * c + 2.5)
     fig = Figure(figsize=(2 * side + 1.5, side))
@@ -284,6 +313,85 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[str
     return fig
 
 
+def _confusion_heat_map(counts: np.ndarray, normed: np.ndarray, names: list[str]) -> Figure:
+    """`plot_confusion_matrix` above `MANY_CLASSES` classes: one heat map, no numbers."""
+    c = len(names)
+    side = min(max(8.0, 0.11 * c + 3.0), 15.0)  # inches: 8 at 21 classes, 14 at 100
+    fig = Figure(figsize=(side + 1.2, side))
+    ax = fig.subplots()
+    image = ax.imshow(normed, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=100),
+                      interpolation="nearest", aspect="equal")
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+    colorbar.ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    colorbar.set_label("% of the true class (square-root scale)")
+    font, step = tick_layout(c, side - 2.8)
+    _label_ticks(ax.xaxis, names, font, step, rotation=90)
+    _label_ticks(ax.yaxis, names, font, step)
+    top = top_confusions(counts, names, 10)
+    if top:
+        index = {name: i for i, name in enumerate(names)}
+        marker = max(3.0, 0.9 * (side - 2.8) * 72.0 / c)  # about one cell, in points
+        ax.plot([index[p["predicted"]] for p in top], [index[p["true"]] for p in top],
+                linestyle="none", marker="s", markersize=marker, markerfacecolor="none",
+                markeredgecolor="#d62728", markeredgewidth=1.2)
+    ax.set_title("Row-normalised (% of true class)", fontsize=12, fontweight="bold")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.suptitle(f"Confusion matrix ({int(counts.sum()):,} images, {c} classes)",
+                 fontsize=14, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def plot_top_confusions(
+    cm: Sequence[Sequence[int]], class_names: Sequence[str], *, k: int = 20
+) -> Figure:
+    """The ``k`` most frequent confusions as a ranked horizontal bar chart.
+
+    One bar per (true, predicted) pair, most frequent at the top, labelled ``"cat → dog"``
+    and annotated with the count and its share of the true class
+    (`cifar_cnn.evaluation.metrics.top_confusions`). If nothing is wrong the figure says so.
+
+    Args:
+        cm: square matrix of counts, rows = true class, columns = predicted class.
+        class_names: one name per row/column.
+        k: the most pairs to show.
+
+    Returns:
+        The figure: one axes, one bar per pair.
+    """
+    if k < 1:
+        raise ValueError(f"k must be a positive integer; received {k!r}.")
+    counts = np.asarray(cm, dtype=np.int64)
+    pairs = top_confusions(counts, class_names, k)
+    total = int(counts.sum())
+    if not pairs:
+        return _message_figure("Most frequent confusions",
+                               f"No confusions: all {total:,} predictions are correct.")
+    labels = [f"{p['true']} → {p['predicted']}" for p in pairs]
+    values = [p["count"] for p in pairs]
+    fig = Figure(figsize=(9.0, 0.34 * len(pairs) + 1.4))
+    ax = fig.subplots()
+    y = np.arange(len(pairs))
+    ax.barh(y, values, color="#4c72b0", height=0.7)
+    ax.set_yticks(y, labels=labels, fontsize=9)
+    ax.invert_yaxis()  # most frequent on top
+    for row, p in zip(y, pairs, strict=True):
+        ax.text(p["count"], row, f"  {p['count']:,}  ({format_percent(p['rate'])} of {p['true']})",
+                va="center", ha="left", fontsize=8, color="0.25")
+    ax.set_xlim(0, max(values) * 1.45)  # room for the annotations
+    ax.set_xlabel("images")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    shown = sum(p["share_of_errors"] for p in pairs)
+    ax.set_title(f"{len(pairs)} most frequent confusions: {format_percent(shown)} of all "
+                 "errors", fontsize=10, color="0.3")
+    fig.suptitle("Most frequent confusions (true → predicted)", fontsize=13, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
 def plot_per_class_metrics(metrics: Mapping[str, Any]) -> Figure:
     """Grouped precision/recall/F1 bars per class, with the macro F1 as a line.
 
@@ -291,8 +399,13 @@ def plot_per_class_metrics(metrics: Mapping[str, Any]) -> Figure:
         metrics: a dict from :func:`cifar_cnn.evaluation.metrics.classification_metrics`
             (uses ``per_class`` and ``macro``).
 
+    Above `MANY_CLASSES` classes: one horizontal F1 bar per class, sorted by F1 (best on
+    top), precision and recall as markers on each row, in a figure whose height grows with
+    the classes up to a bound (fonts shrink, then labels thin out).
+
     Returns:
-        The figure: one axes, three bars per class, x ticks labelled with the class names.
+        The figure: one axes, three bars per class, x ticks labelled with the class names
+        (above `MANY_CLASSES`: one bar per class, y ticks labelled).
 
     Raises:
         ValueError: if ``metrics`` has no ``per_class`` entries.
@@ -302,6 +415,8 @@ def plot_per_class_metrics(metrics: Mapping[str, Any]) -> Figure:
         raise ValueError("metrics must contain a non-empty 'per_class' dict; received none.")
     names = [str(n) for n in per_class]
     c = len(names)
+    if c > MANY_CLASSES:
+        return _per_class_ranked(metrics)
     keys = ("precision", "recall", "f1")
     colors = ("#4c72b0", "#55a868", "#dd8452")
     width = 0.27
@@ -333,6 +448,53 @@ def plot_per_class_metrics(metrics: Mapping[str, Any]) -> Figure:
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _macro_f1(metrics: Mapping[str, Any]) -> float:
+    macro_f1 = (metrics.get("macro") or {}).get("f1")
+    if macro_f1 is None:
+        f1s = [float(v.get("f1", np.nan)) for v in metrics["per_class"].values()]
+        macro_f1 = float(np.nanmean(f1s))
+    return float(macro_f1)
+
+
+def _per_class_ranked(metrics: Mapping[str, Any]) -> Figure:
+    """`plot_per_class_metrics` above `MANY_CLASSES` classes: sorted horizontal bars."""
+    per_class: Mapping[str, Mapping[str, Any]] = metrics["per_class"]
+
+    def value(name: str, key: str) -> float:
+        v = per_class[name].get(key)
+        return np.nan if v is None else float(v)
+
+    # Best F1 first (on top); a missing F1 sorts last; ties stay in the model's order.
+    order = sorted(per_class, key=lambda n: -np.nan_to_num(value(n, "f1"), nan=-1.0))
+    c = len(order)
+    height = min(max(5.0, 0.16 * c + 1.8), 34.0)
+    fig = Figure(figsize=(9.0, height))
+    ax = fig.subplots()
+    y = np.arange(c)
+    ax.barh(y, [value(n, "f1") for n in order], height=0.75, color="#dd8452", label="F1")
+    marker = min(5.0, max(2.0, 0.5 * (height - 1.8) * 72.0 / c))
+    ax.plot([value(n, "precision") for n in order], y, linestyle="none", marker="o",
+            markersize=marker, color="#4c72b0", label="precision")
+    ax.plot([value(n, "recall") for n in order], y, linestyle="none", marker="D",
+            markersize=marker, color="#55a868", label="recall")
+    macro_f1 = _macro_f1(metrics)
+    ax.axvline(macro_f1, color="black", linestyle="--", linewidth=1.2,
+               label=f"macro F1 = {macro_f1:.3f}")
+    font, step = tick_layout(c, height - 1.8)
+    _label_ticks(ax.yaxis, [str(n) for n in order], font, step)
+    ax.set_ylim(c - 0.5, -0.5)  # the first (best) class on top
+    ax.set_xlim(0, 1.02)
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.set_xlabel("score")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title(f"Per-class precision, recall and F1 ({c} classes, sorted by F1)",
+                 fontsize=13, fontweight="bold", pad=24)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
 

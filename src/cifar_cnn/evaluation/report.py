@@ -1,5 +1,11 @@
 """Write a complete evaluation report (metrics.json, PNG plots and one self-contained HTML page).
 
+The page stays readable at any number of classes: it always lists the most frequent
+confusions as a ranked table, and above `MANY_CLASSES` classes (CIFAR-100, say) the per-class
+table scrolls under a fixed header with its weakest and strongest classes named above it,
+the confusion matrix is a heat map without numbers, and ``top_confusions.png`` is written
+too.
+
 The report directory is replaced atomically: everything is built in a temporary sibling
 directory and only swapped into place once complete, so an interrupted evaluation never
 leaves a half-written report where a good one was.
@@ -22,10 +28,12 @@ import numpy as np
 
 from cifar_cnn.calibration import validate_probs_and_labels
 from cifar_cnn.evaluation.metrics import (
+    MANY_CLASSES,
     check_class_names,
     finite_or_none,
     format_number,
     format_percent,
+    top_confusions,
 )
 from cifar_cnn.evaluation.plots import (
     as_uint8_images,
@@ -34,6 +42,7 @@ from cifar_cnn.evaluation.plots import (
     plot_confusion_matrix,
     plot_per_class_metrics,
     plot_reliability,
+    plot_top_confusions,
     plot_training_curves,
     save_figure,
 )
@@ -76,6 +85,17 @@ PLOTS: tuple[tuple[str, str, str], ...] = (
         "The most frequent (true → predicted) confusions with example images.",
     ),
 )
+# Captions that change above MANY_CLASSES classes, where the figures change.
+MANY_CLASS_CAPTIONS = {
+    "confusion_matrix.png": "Rows are the true class, columns the predicted class; colour is "
+    "the share of each true class (square-root scale, so small confusions show). Red squares "
+    "mark the 10 most frequent confusions, listed with their numbers below.",
+    "per_class.png": "Classes sorted by F1 (bars); dots are precision, diamonds recall; the "
+    "dashed line is the macro-averaged F1.",
+}
+# Written above MANY_CLASSES classes only, next to the other plots; the page shows the same
+# pairs as its "Most frequent confusions" table.
+TOP_CONFUSIONS_PNG = "top_confusions.png"
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
@@ -96,6 +116,13 @@ tfoot td { font-weight: 600; background: #f7f7f7; }
 .card .label { color: #666; font-size: 0.85em; }
 figure { margin: 8px 0 0; }
 img { max-width: 100%; height: auto; background: #fff; border: 1px solid #e4e4e4; }
+.scroll { display: inline-block; max-width: 100%; max-height: 34em; overflow: auto;
+          border: 1px solid #ddd; margin: 8px 0; }
+.scroll table { margin: 0; }
+.scroll thead th { position: sticky; top: 0; z-index: 1; }
+.scroll tfoot { position: sticky; bottom: 0; }
+td.bar { background-image: linear-gradient(90deg, #c9dbf5 var(--v), transparent var(--v));
+         background-repeat: no-repeat; }
 """.strip()
 
 
@@ -166,14 +193,27 @@ def _info_table(info: Mapping[str, Any]) -> str:
     return f'<table class="info">{rows}</table>'
 
 
+def _bar_style(fraction: Any) -> str:
+    """A ``td`` attribute drawing ``fraction`` (0..1) as a bar behind the cell's text."""
+    value = finite_or_none(fraction)
+    if value is None:
+        return ""
+    return f' style="--v:{min(max(value, 0.0), 1.0) * 100:.1f}%"'
+
+
 def _per_class_table(metrics: Mapping[str, Any]) -> str:
+    per_class: Mapping[str, Mapping[str, Any]] = metrics["per_class"]
+    many = len(per_class) > MANY_CLASSES
+
     def cells(values: Mapping[str, Any], support: Any) -> str:
         texts = [format_number(values.get(key), missing="—")
                  for key in ("precision", "recall", "f1")]
         texts.append(format_number(support, ",.0f", missing="—"))
-        return "".join(f'<td class="num">{text}</td>' for text in texts)
+        out = [f'<td class="num">{text}</td>' for text in texts]
+        if many:  # the F1 cell as a bar, to scan a long table
+            out[2] = f'<td class="num bar"{_bar_style(values.get("f1"))}>{texts[2]}</td>'
+        return "".join(out)
 
-    per_class: Mapping[str, Mapping[str, Any]] = metrics["per_class"]
     body = "".join(
         f"<tr><td>{html.escape(str(name))}</td>{cells(values, values.get('support'))}</tr>"
         for name, values in per_class.items()
@@ -188,9 +228,62 @@ def _per_class_table(metrics: Mapping[str, Any]) -> str:
         '<tr><th>class</th><th class="num">precision</th><th class="num">recall</th>'
         '<th class="num">F1</th><th class="num">support</th></tr>'
     )
-    return (
+    table = (
         f'<table class="per-class"><thead>{head}</thead><tbody>{body}</tbody>'
         f"<tfoot>{foot}</tfoot></table>"
+    )
+    if not many:
+        return table
+    return _f1_extremes(per_class) + f'<div class="scroll">{table}</div>'
+
+
+def _f1_extremes(per_class: Mapping[str, Mapping[str, Any]], n: int = 5) -> str:
+    """A line naming the ``n`` classes with the lowest and the highest F1."""
+    scored = [(f1, str(name)) for name, values in per_class.items()
+              if (f1 := finite_or_none(values.get("f1"))) is not None]
+    if not scored:
+        return ""
+    ranked = sorted(scored, key=lambda item: item[0])  # stable: ties in the model's order
+
+    def names(items: list[tuple[float, str]]) -> str:
+        return ", ".join(f"{html.escape(name)} ({f1:.3f})" for f1, name in items)
+
+    return (
+        f'<p class="muted" id="f1-extremes">{len(per_class)} classes. Lowest F1: '
+        f"{names(ranked[:n])}. Highest F1: {names(ranked[::-1][:n])}.</p>"
+    )
+
+
+def _confusions(metrics: Mapping[str, Any], class_names: Sequence[str]) -> list[dict]:
+    """``metrics["top_confusions"]``, or the same worked out from the confusion matrix."""
+    pairs = metrics.get("top_confusions")
+    if pairs is None:
+        pairs = top_confusions(metrics["confusion_matrix"], class_names)
+    return [dict(p) for p in pairs if isinstance(p, Mapping)]
+
+
+def _confusions_table(pairs: Sequence[Mapping[str, Any]]) -> str:
+    """The most frequent confusions, ranked, with counts and rates (a bar behind counts)."""
+    if not pairs:
+        return '<p id="top-confusions">No confusions: every prediction is correct.</p>'
+    largest = max(finite_or_none(p.get("count")) or 0 for p in pairs) or 1
+    rows = "".join(
+        f'<tr><td class="num">{rank}</td><td>{html.escape(str(p.get("true")))}</td>'
+        f'<td>{html.escape(str(p.get("predicted")))}</td>'
+        f'<td class="num bar"{_bar_style((finite_or_none(p.get("count")) or 0) / largest)}>'
+        f'{format_number(p.get("count"), ",.0f", missing="—")}</td>'
+        f'<td class="num">{format_percent(p.get("rate"), missing="—")}</td>'
+        f'<td class="num">{format_percent(p.get("share_of_errors"), missing="—")}</td></tr>'
+        for rank, p in enumerate(pairs, 1)
+    )
+    head = (
+        '<tr><th class="num">#</th><th>true class</th><th>predicted as</th>'
+        '<th class="num">images</th><th class="num">% of true class</th>'
+        '<th class="num">% of all errors</th></tr>'
+    )
+    return (
+        f'<table class="top-confusions" id="top-confusions"><thead>{head}</thead>'
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
@@ -204,7 +297,9 @@ def _render_html(
     title: str,
     metrics: Mapping[str, Any],
     info: Mapping[str, Any] | None,
+    class_names: Sequence[str],
 ) -> str:
+    many = len(class_names) > MANY_CLASSES
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -220,11 +315,21 @@ def _render_html(
         path = directory / file_name
         if not path.is_file():
             continue
+        if many:
+            caption = MANY_CLASS_CAPTIONS.get(file_name, caption)
         parts += [
             f"<h2>{html.escape(heading)}</h2>",
             f'<p class="muted">{html.escape(caption)}</p>',
             f'<figure><img src="{_data_uri(path)}" alt="{html.escape(heading)}"></figure>',
         ]
+        if file_name == "confusion_matrix.png":
+            pairs = _confusions(metrics, class_names)
+            parts += [
+                "<h2>Most frequent confusions</h2>",
+                f'<p class="muted">The {len(pairs)} most frequent (true → predicted) pairs '
+                "off the diagonal of the confusion matrix.</p>" if pairs else "",
+                _confusions_table(pairs),
+            ]
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts += [
         f'<p class="muted">Generated {html.escape(generated)} by cifar-cnn.</p>',
@@ -247,12 +352,17 @@ def _build(
     info: Mapping[str, Any] | None,
 ) -> None:
     """Write every report file into ``directory`` (which must exist and be empty)."""
+    if "top_confusions" not in metrics:  # a dict from before metrics.json listed them
+        metrics = {**metrics, "top_confusions": _confusions(metrics, class_names)}
     write_json(directory / METRICS_FILE, _jsonable(metrics))
     if history and any(len(v) for v in history.values() if v is not None):
         save_figure(plot_training_curves(history, val_label=history_label),
                     directory / "training_curves.png")
     save_figure(plot_confusion_matrix(metrics["confusion_matrix"], class_names),
                 directory / "confusion_matrix.png")
+    if len(class_names) > MANY_CLASSES:  # the heat map has no numbers: rank its cells
+        save_figure(plot_top_confusions(metrics["confusion_matrix"], class_names),
+                    directory / TOP_CONFUSIONS_PNG)
     save_figure(plot_per_class_metrics(metrics), directory / "per_class.png")
     save_figure(plot_reliability(probs, y_true,
                                  temperature=finite_or_none(metrics.get("temperature"))),
@@ -262,7 +372,8 @@ def _build(
     save_figure(plot_confused_pairs(images, y_true, probs, class_names,
                                     confusion_matrix=metrics["confusion_matrix"]),
                 directory / "confused_pairs.png")
-    page = _render_html(directory, title=title, metrics=metrics, info=info)
+    page = _render_html(directory, title=title, metrics=metrics, info=info,
+                        class_names=class_names)
     write_text(directory / REPORT_HTML_FILE, page)
 
 
@@ -306,7 +417,8 @@ def write_report(
         metrics: dict from :func:`cifar_cnn.evaluation.metrics.classification_metrics`, plus
             any extra keys; saved as metrics.json. With ``temperature`` (and
             ``ece_calibrated``, as `cifar_cnn.evaluate` computes them) the page shows them and
-            the reliability plot adds the calibrated panel.
+            the reliability plot adds the calibrated panel. Without ``top_confusions``,
+            metrics.json gets them from ``confusion_matrix`` (the dict is not changed).
         images: uint8 images ``(N, 32, 32, 3)`` matching ``y_true``, for the galleries.
         y_true: integer labels ``(N,)``.
         probs: class probabilities ``(N, C)``.

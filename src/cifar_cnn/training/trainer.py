@@ -234,17 +234,29 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
                                            class_names=ds.class_names)
             meta["init"] = report.to_dict()
         phases = fine_tune.phases(r) if fine_tune else [(r.epochs, r, False)]
+        compiled_for = phases[0][0] if fine_tune is None else None  # the phase compiled for
+        if epochs_done:  # restore as compiled when the checkpoint was written
+            start = 0
+            for until, phase_recipe, head_only in phases:
+                if start < epochs_done <= until:
+                    if fine_tune is not None:
+                        set_trainable(net, head_only=head_only, freeze_bn=fine_tune.freeze_bn)
+                        with scope():
+                            compile_model(net, phase_recipe, steps)
+                        compiled_for = until
+                    with scope():
+                        restore(net, run.checkpoints, epochs_done)
+                    break
+                start = until
         history = None
         for until, phase_recipe, head_only in phases:
             if epochs_done >= until:
                 continue
-            if fine_tune is not None:  # what trains changed: Keras compiles again
+            if compiled_for != until:  # what trains changed: Keras compiles again
                 set_trainable(net, head_only=head_only, freeze_bn=fine_tune.freeze_bn)
                 with scope():
                     compile_model(net, phase_recipe, steps)
-            if epochs_done:
-                with scope():
-                    restore(net, run.checkpoints, epochs_done)
+                compiled_for = until
             sync_batch_norm(net, cluster is not None and cluster.num_replicas > 1)
             if r.train_sizes:  # smaller images in early epochs: any height and width, for now
                 net.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: ds.image_shape[-1]})
@@ -385,7 +397,12 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
                     if asked.get("class_weight") == "balanced" else None)
     fine_tune = None
     if asked.get("init") is not None:
-        fine_tune = FineTune(init_source(asked["init"]), int(asked.get("freeze_epochs", 0)),
+        source = init_source(asked["init"])
+        if source.network not in (None, r.model):  # before a run folder is made for it
+            raise ConfigError(f"--init {asked['init']} is a {source.network!r} network; "
+                              f"recipe {r.name} builds {r.model!r}. Use a recipe (or --model) "
+                              f"of the same network, e.g. --model {source.network}.")
+        fine_tune = FineTune(source, int(asked.get("freeze_epochs", 0)),
                              float(asked.get("finetune_lr_mult", 1.0)),
                              freeze_bn_default(asked.get("bn"), asked["init"], n_train))
     if verbose and chief:
