@@ -164,7 +164,7 @@ def test_calibration_has_one_format(tmp_path: Path) -> None:
     assert {k: v["temperature"] for k, v in old["modes"].items()} == {
         "none": 2.0, "flip": 2.0, "flip_translate": 2.0}
     run.calibration.write_text("{oops")
-    with pytest.raises(RunError, match="calibration.json is unreadable"):
+    with pytest.raises(RunError, match=r"calibration\.json is unreadable"):
         run.read_calibration()
 
 
