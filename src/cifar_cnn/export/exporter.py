@@ -203,7 +203,8 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
         sm_path = stage if format == "savedmodel" else Path(tmp) / "savedmodel"
         stage.mkdir()
         if format != "litert":
-            savedmodel.write_savedmodel(export_model, sm_path, temperature=temperature or 1.0)
+            savedmodel.write_savedmodel(export_model, sm_path, temperature=temperature or 1.0,
+                                        resize=spec.resize)
         model_path = stage if format == "savedmodel" else stage / EXPORT_FILES[format]
         if format == "litert":
             rep = _representative(ds, REPRESENTATIVE_SIZE, seed) if quantize == "int8" else None
@@ -240,10 +241,11 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
         }
         if format == "savedmodel":
             export_meta["signatures"] = {
-                "serving_default": "pixels: uint8 (N, H, W, 3) -> probs: float32 (N, C)",
-                "serve_bytes": "images: string (N,) encoded PNG/JPEG/GIF/BMP -> probs",
-            }
-            export_meta["serve_bytes"] = measure_serve_bytes(stage, ds.x_test[:5], spec)
+                "serving_default": "pixels: uint8 (N, H, W, 3) -> probs: float32 (N, C)"}
+            if spec.resize == "crop":  # the in-graph decoder centre-crops
+                export_meta["signatures"]["serve_bytes"] = (
+                    "images: string (N,) encoded PNG/JPEG/GIF/BMP -> probs")
+                export_meta["serve_bytes"] = measure_serve_bytes(stage, ds.x_test[:5], spec)
         write_json(stage / EXPORT_METADATA_FILE, export_meta)
         write_json(stage / PARITY_FILE, report.to_dict())
         if not report.passed:

@@ -73,8 +73,12 @@ def decode_like_pillow(data: Any, size: int = 32) -> Any:
 
 
 def write_savedmodel(model: Any, path: str | os.PathLike[str], *,
-                     temperature: float = 1.0) -> Path:
-    """Save float32 `model` with the signatures above; `temperature` is baked into ``probs``."""
+                     temperature: float = 1.0, resize: str = "crop") -> Path:
+    """Save float32 `model` with the signatures above; `temperature` is baked into ``probs``.
+
+    ``serve_bytes`` decodes as `decode_like_pillow`: a centre crop, so it is left out of a
+    model whose input spec resizes otherwise (`resize` "squish" or "pad").
+    """
     import tensorflow as tf
 
     h, w, c = (int(d) for d in model.input_shape[1:])
@@ -92,7 +96,8 @@ def write_savedmodel(model: Any, path: str | os.PathLike[str], *,
             lambda d: decode_like_pillow(d, h), images,
             fn_output_signature=tf.TensorSpec([h, w, c], tf.uint8)))},
         input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    tf.saved_model.save(module, str(path), signatures={
-        "serving_default": module.serve, "serve": module.serve,
-        "serve_bytes": module.serve_bytes})
+    signatures = {"serving_default": module.serve, "serve": module.serve}
+    if resize == "crop":
+        signatures["serve_bytes"] = module.serve_bytes
+    tf.saved_model.save(module, str(path), signatures=signatures)
     return Path(path)
