@@ -24,6 +24,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Integration tests read the real CIFAR-10 (decoding 60,000 images without a cache):
+    they are `slow` too, so the inner loop (-m "not slow") leaves them out."""
+    for item in items:
+        if item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.slow)
+
+
 def make_images(n: int, label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
     """Noisy images whose mean colour depends on the label, so a CNN can learn them."""
     base = np.array([(label * 25) % 256, (label * 70) % 256, (255 - label * 25) % 256])

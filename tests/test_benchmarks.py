@@ -38,6 +38,7 @@ def test_each_ablation_variant_changes_one_thing_and_builds(variant: str) -> Non
     assert net.output.shape == (None, 10) and opt is not None
 
 
+@pytest.mark.slow
 def test_selective_backprop_trains_the_network_on_half_of_each_batch(tiny_data,
                                                                    tmp_path: Path) -> None:
     from cifar_cnn import Classifier, train
@@ -67,6 +68,7 @@ def test_selective_backprop_trains_the_network_on_half_of_each_batch(tiny_data,
         SelectiveBackprop(base, tiny_data.x_train[:100], steps_per_epoch=4)
 
 
+@pytest.mark.slow
 def test_lookahead_ends_training_on_the_average_batch_norm_statistics_included(
         tiny_data, tmp_path: Path) -> None:
     import numpy as np

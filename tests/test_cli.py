@@ -14,6 +14,8 @@ from PIL import Image
 
 from cifar_cnn.recipes import list_recipes
 
+pytestmark = pytest.mark.slow  # every test here starts `cifar-cnn` processes
+
 # What TensorFlow writes on its own: it must not reach users unless they ask (--verbose).
 TF_CHATTER = ("I0000", "W0000", "E0000", "oneDNN", "cuInit", "cpu_feature_guard", "absl")
 

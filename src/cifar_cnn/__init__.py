@@ -30,6 +30,7 @@ _EXPORTS = {
     "evaluate": "cifar_cnn.evaluation",
     "Classifier": "cifar_cnn.predict",
     "load_cifar10": "cifar_cnn.data",
+    "load_dataset": "cifar_cnn.data",
     "CifarData": "cifar_cnn.data",
     "create_model": "cifar_cnn.models",
     "list_models": "cifar_cnn.models",

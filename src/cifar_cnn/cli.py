@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -230,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own log lines (hidden by default)")
-    data_help = ("CIFAR-10 location: the official archive, its extracted batches, or a "
-                 "train/<class>/ + test/<class>/ image tree (default: $CIFAR_CNN_DATA, "
-                 "else download once)")
+    data_help = ("the images: a folder (DIR/train/<class>/ with optional val/ and test/, "
+                 "or DIR/<class>/), the CIFAR-10 or CIFAR-100 archive or its extracted "
+                 "folder, or cifar10 / cifar100 (default: the data the run was trained on)")
 
     p = sub.add_parser("train", parents=[common], help="train a network; writes runs/<name>/")
     for flag, options in cli_options():  # one per TrainConfig field
@@ -292,10 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="export folder (default RUN/export/FORMAT[-QUANTIZE]; for "
                                  "the packaged model exports/fast94/... in this directory); "
                                  "replaced only when the new export passes")
-    p.add_argument("--data", help=data_help.replace("(default: $CIFAR_CNN_DATA, else "
-                                                    "download once)",
-                                                    "(default: the run's training data)")
-                   + "; its test set gates the export")
+    p.add_argument("--data", help=data_help + "; its test (else validation) split gates "
+                                              "the export")
     p.add_argument("--seed", type=int, default=0,
                    help="picks int8's representative images (default 0)")
     p.set_defaults(func=cmd_export)
@@ -339,8 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """cifar-cnn's own warnings (`cifar_cnn.data.DataWarning`...) as one plain line."""
+    if category.__module__.startswith("cifar_cnn"):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cifar-cnn`` command; returns the exit code."""
+    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
     if not args.verbose:
         _quiet_tensorflow()

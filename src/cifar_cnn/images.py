@@ -127,6 +127,26 @@ def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (32, 32), *
     return _decode(p, str(p), size, max_pixels, resize)
 
 
+def try_load_image(path: str | os.PathLike[str], size: tuple[int, int] = (32, 32), *,
+                   max_pixels: int = MAX_PIXELS, resize: str = DEFAULT_RESIZE,
+                   name: str | None = None) -> tuple[np.ndarray | None, str | None]:
+    """`load_image` for scanning many files: ``(array, None)``, or ``(None, reason)``.
+
+    The same decoder as `load_image` (pixel limit, EXIF rotation, RGB, resize policy);
+    instead of raising `ImageError` it returns why the file cannot be used, without the
+    ``"name: "`` prefix, e.g. ``"not a readable image (OSError: image file is truncated)"``.
+
+    Args:
+        name: what the reason would call the file (default: `path`).
+    """
+    name = os.fspath(path) if name is None else name
+    try:
+        return _decode(Path(path), name, size, max_pixels, resize), None
+    except ImageError as e:
+        message = str(e)
+        return None, message.removeprefix(f"{name}: ")
+
+
 def decode_image(data: bytes, name: str, size: tuple[int, int] = (32, 32), *,
                  max_pixels: int = MAX_PIXELS, resize: str = DEFAULT_RESIZE) -> np.ndarray:
     """`load_image` for the bytes of an image file (an upload, a request body).

@@ -64,6 +64,9 @@ SAVEDMODEL_FILE = "saved_model.pb"
 EXPORT_FILES = {"litert": "model.tflite", "onnx": "model.onnx"}
 _EXPORT_SUFFIXES = {".tflite": "litert", ".onnx": "onnx"}
 
+# Data named rather than given as a path (see `cifar_cnn.data.load_dataset`).
+DOWNLOADABLE_DATA = ("cifar10", "cifar100")
+
 # The packaged default model: a run directory inside the installed package.
 DEFAULT_MODEL = "fast94"
 
@@ -312,6 +315,8 @@ def recorded_data(metadata: dict[str, Any], data: Any = None) -> Any:
     if data is not None:
         return data
     recorded = metadata.get("settings", {}).get("data")
+    if recorded in DOWNLOADABLE_DATA and not Path(recorded).exists():
+        return recorded  # "cifar10", "cifar100": the official archive, downloaded once
     return recorded if recorded and Path(recorded).exists() else None
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_cnn.data import CifarData, load_cifar10, sources, split_validation
+from cifar_cnn.data import CifarData, DataWarning, load_cifar10, sources, split_validation
 from cifar_cnn.data import dataset as dataset_mod
 from cifar_cnn.errors import DataError
 from tests.conftest import CLASSES, write_folder_dataset
@@ -63,7 +63,7 @@ def test_second_load_comes_from_cache_and_changes_invalidate_it(
     root = write_folder_dataset(tmp_path / "d", 3, 2)
     first = load_cifar10(root)
 
-    def boom(self):  # the cache must answer without decoding
+    def boom(self, **kwargs):  # the cache must answer without decoding
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(sources.Source, "read", boom)
@@ -86,35 +86,44 @@ def test_cache_holds_no_partial_files(tmp_path: Path) -> None:
     assert len(names) == 1 and names[0].endswith(".npz") and not names[0].startswith(".")
 
 
-def test_missing_test_class_folder_is_named(tmp_path: Path) -> None:
+def test_class_missing_from_test_folder_is_a_warning(tmp_path: Path) -> None:
     root = write_folder_dataset(tmp_path / "d", 2, 1)
     for f in (root / "test/dog").iterdir():
         f.unlink()
     (root / "test/dog").rmdir()
-    with pytest.raises(DataError, match=r"test lacks the class folder\(s\) dog"):
-        load_cifar10(root)
+    with pytest.warns(DataWarning, match=r"test has no images of class\(es\) dog"):
+        ds = load_cifar10(root)
+    assert ds.class_names == CLASSES and len(ds.y_test) == 9
+    assert ds.summary.counts["test"][CLASSES.index("dog")] == 0
+    assert any("dog" in w for w in ds.summary.warnings)
 
 
-def test_wrong_size_image_is_named(tmp_path: Path) -> None:
+def test_other_size_image_is_brought_to_the_input_size(tmp_path: Path) -> None:
     root = write_folder_dataset(tmp_path / "d", 2, 1)
-    bad = root / "train/frog/zz_big.png"
-    Image.new("RGB", (40, 32)).save(bad)
-    with pytest.raises(DataError, match=r"zz_big\.png is 40x32 pixels"):
-        load_cifar10(root)
+    Image.new("RGB", (40, 32), (200, 10, 10)).save(root / "train/frog/zz_big.png")
+    ds = load_cifar10(root)
+    assert ds.x_train.shape == (21, 32, 32, 3)
+    frog_last = np.flatnonzero(ds.y_train == CLASSES.index("frog"))[-1]
+    assert ds.files["train"][frog_last] == "train/frog/zz_big.png"
+    assert (ds.x_train[frog_last] == (200, 10, 10)).all()
 
 
-def test_unreadable_image_is_named(tmp_path: Path) -> None:
+def test_unreadable_image_is_skipped_and_named(tmp_path: Path) -> None:
     root = write_folder_dataset(tmp_path / "d", 2, 1)
     (root / "test/ship/broken.png").write_bytes(b"not a png at all")
-    with pytest.raises(DataError, match=r"broken\.png is not a readable image"):
-        load_cifar10(root)
+    ds = load_cifar10(root)
+    assert len(ds.y_test) == 10
+    (skip,) = ds.summary.unreadable
+    assert skip.path == "test/ship/broken.png" and "not a readable image" in skip.reason
+    with pytest.raises(DataError, match=r"test/ship/broken\.png: not a readable image"):
+        load_cifar10(root, strict=True)
 
 
 def test_unknown_layout_and_missing_path(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_cifar10(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="is not a CIFAR-10 source"):
+    with pytest.raises(DataError, match="is not a dataset"):
         load_cifar10(tmp_path / "empty")
 
 

@@ -60,6 +60,7 @@ def visible_tiles(fig: Figure) -> list:
     return [ax for ax in fig.get_axes() if ax.axison and ax.images]
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_and_drawing_leave_the_backend_alone(tmp_path: Path) -> None:
     # In a fresh interpreter, as a notebook user would: their backend stays theirs, and no
     # pyplot figure is opened (so nothing is shown twice or leaks).

@@ -19,7 +19,7 @@ import pytest
 from cifar_cnn.evaluation.metrics import classification_metrics
 from cifar_cnn.evaluation.report import write_report
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # starts Chromium
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 

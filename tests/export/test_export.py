@@ -27,14 +27,18 @@ EXPORTS = [("savedmodel", None), ("litert", None), ("litert", "float16"), ("lite
            ("onnx", None)]
 
 
-def predict_json(model: Path, images: list[Path]) -> np.ndarray:
-    """Probabilities from `cifar-cnn predict MODEL IMAGES --json` in a process of its own."""
-    proc = subprocess.run([sys.executable, "-m", "cifar_cnn", "predict", str(model),
-                           *map(str, images), "--json"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert "XNNPACK" not in proc.stderr  # LiteRT's log line is the CLI's to hide
-    return np.array([list(r["probabilities"].values()) for r in json.loads(proc.stdout)])
+def start_predict(model: Path, images: list[Path]) -> subprocess.Popen:
+    """`cifar-cnn predict MODEL IMAGES --json`, started in a process of its own."""
+    return subprocess.Popen([sys.executable, "-m", "cifar_cnn", "predict", str(model),
+                             *map(str, images), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def predicted(returncode: int, stdout: str, stderr: str) -> np.ndarray:
+    """The probabilities a finished `start_predict` process printed."""
+    assert returncode == 0, stderr
+    assert "XNNPACK" not in stderr  # LiteRT's log line is the CLI's to hide
+    return np.array([list(r["probabilities"].values()) for r in json.loads(stdout)])
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +51,40 @@ def images(tmp_path_factory: pytest.TempPathFactory, tiny_data) -> list[Path]:
     return [png, jpg]
 
 
+@pytest.fixture(scope="module")
+def exports(trained_run, tiny_data, images, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Each of EXPORTS, made once into a folder of its own, then predicted by `cifar-cnn
+    predict EXPORT IMAGES --json`, each export in a fresh process of its own. The processes
+    share nothing, so they run at the same time. Per export: (folder, the export's result or
+    the exception it raised, (returncode, stdout, stderr) of its process or None)."""
+    made: dict = {}
+    for fmt, quantize in EXPORTS:
+        folder = tmp_path_factory.mktemp(f"{fmt}-{quantize}")
+        try:
+            made[fmt, quantize] = [folder, export_run(trained_run, fmt, quantize=quantize,
+                                                      out=folder / "exp", data=tiny_data), None]
+        except Exception as e:  # raised again by the test of this export
+            made[fmt, quantize] = [folder, e, None]
+    procs = {key: start_predict(result.path, images)
+             for key, (_, result, _) in made.items() if not isinstance(result, Exception)}
+    try:
+        for key, proc in procs.items():
+            out, err = proc.communicate(timeout=600)
+            made[key][2] = (proc.returncode, out, err)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return made
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "quantize"), EXPORTS)
-def test_export_predicts_like_keras_in_a_fresh_process(fmt, quantize, trained_run, tiny_data,
-                                                       images, tmp_path) -> None:
-    result = export_run(trained_run, fmt, quantize=quantize, out=tmp_path / "exp",
-                        data=tiny_data)
+def test_export_predicts_like_keras_in_a_fresh_process(fmt, quantize, exports, trained_run,
+                                                       tiny_data, images) -> None:
+    tmp_path, result, process = exports[fmt, quantize]
+    if isinstance(result, Exception):
+        raise result
 
     assert result.parity.passed, result.parity.failures
     assert export_format(result.path) == fmt
@@ -65,7 +98,7 @@ def test_export_predicts_like_keras_in_a_fresh_process(fmt, quantize, trained_ru
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
 
     expected = Classifier.load(trained_run).predict(images, tta=False)
-    got = predict_json(result.path, images)
+    got = predicted(*process)
     assert np.abs(got - expected).max() <= PREDICT_TOLERANCE[quantize]
     if quantize is None:
         assert (got.argmax(1) == expected.argmax(1)).all()

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a server and Chromium
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 STARTUP_TIMEOUT_S = 180.0

@@ -104,17 +104,23 @@ def _one_recipe_per_network() -> list[str]:
     return sorted(chosen.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", _one_recipe_per_network())
 def test_mirrored_on_two_devices_equals_one_device(recipe: str, folder_dataset: Path,
                                                    tmp_path: Path) -> None:
     """Two epochs of one global batch of all 100 training images (so the order of the images
     cannot differ), in float32: two logical CPU devices end where one device does, on the
-    20 validation images too."""
+    20 validation images too. The two trainings are separate processes that share nothing
+    but the (atomically written) data cache, so they run at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
     common = ("train", "--recipe", recipe, "--epochs", "2", "--batch-size", "100",
               "--precision", "float32", "--val-size", "20",
               "--data", str(folder_dataset), "--runs-dir", str(tmp_path))
-    one = cli(*common, "--name", "one")
-    two = cli(*common, "--name", "two", "--strategy", "mirrored", "--devices", "CPU:0,CPU:1")
+    with ThreadPoolExecutor(2) as pool:
+        one, two = pool.map(lambda extra: cli(*common, *extra), [
+            ("--name", "one"),
+            ("--name", "two", "--strategy", "mirrored", "--devices", "CPU:0,CPU:1")])
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     assert_quiet(two.stderr)
     meta = json.loads((tmp_path / "two/metadata.json").read_text())
@@ -173,15 +179,19 @@ def _subset(root: Path, train: int, test: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_two_workers_train_resume_after_a_crash_and_finish(tmp_path: Path) -> None:
     """fast94's network on 2,000 real images, 2 workers: one is killed after the first
     checkpoint, both are restarted with the same command, and the run carries on from the
-    checkpoint to a model that a fresh process loads and that beats chance by far."""
+    checkpoint to a model that a fresh process loads and that beats chance by far.
+
+    Two epochs: the first before the crash, the second after the restart (the kill lands
+    within 50 ms of the first checkpoint, an epoch takes far longer)."""
     if not (SHARED_CIFAR10 / "train").is_dir():
         pytest.skip(f"no CIFAR-10 image folders at {SHARED_CIFAR10}")
     data = _subset(tmp_path / "data", train=200, test=50)
-    args = ["--recipe", "fast94", "--epochs", "3", "--batch-size", "250", "--data", str(data),
+    args = ["--recipe", "fast94", "--epochs", "2", "--batch-size", "250", "--data", str(data),
             "--runs-dir", "runs", "--name", "job", "--no-monitor", "--quiet",
             "--strategy", "multi-worker"]
     run = tmp_path / "runs/job"
@@ -191,7 +201,7 @@ def test_two_workers_train_resume_after_a_crash_and_finish(tmp_path: Path) -> No
         while not (run / "checkpoints/epoch-0001.weights.h5").is_file():
             assert time.monotonic() < deadline, "no checkpoint after 300 s"
             assert all(p.poll() is None for p in procs), "a worker ended early"
-            time.sleep(0.5)
+            time.sleep(0.05)
         os.killpg(procs[1].pid, signal.SIGKILL)  # a worker dies mid-run
         assert procs[0].wait(timeout=120) != 0  # the other one notices and stops
     finally:
@@ -206,10 +216,10 @@ def test_two_workers_train_resume_after_a_crash_and_finish(tmp_path: Path) -> No
     logs = {p.name: p.read_text() for p in tmp_path.glob("worker*.log")}
     assert codes == [0, 0], logs
     meta = json.loads((run / "metadata.json").read_text())
-    assert meta["status"] == "complete" and meta["epochs_done"] == 3
-    assert meta["resumed_from_epoch"] >= 1
+    assert meta["status"] == "complete" and meta["epochs_done"] == 2
+    assert meta["resumed_from_epoch"] == 1  # the second epoch was trained after the restart
     assert meta["distribution"]["num_workers"] == 2
-    assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1]
     assert sorted(p.name for p in run.iterdir()) == [
         "calibration.json", "checkpoints", "history.csv", "metadata.json", "model.keras",
         "tensorboard"]

@@ -32,6 +32,7 @@ def test_balanced_class_weights_match_scikit_learn() -> None:
     np.testing.assert_allclose([got[i] for i in range(3)], expected)
 
 
+@pytest.mark.slow  # `cifar-cnn evaluate` in a process of its own
 def test_a_run_that_fails_before_its_first_epoch_is_marked_failed(tiny_data, tmp_path) -> None:
     class Boom(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):

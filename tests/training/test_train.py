@@ -58,6 +58,7 @@ def test_saved_model_takes_raw_pixels(trained_run: Path, tiny_data: CifarData) -
     np.testing.assert_allclose(probs, direct, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_learns_the_tiny_task(tiny_data: CifarData, tmp_path: Path) -> None:
     run = train("baseline", epochs=8, data=tiny_data, runs_dir=tmp_path, verbose=0)
     acc = run.read_metadata()["final_metrics"]["test_accuracy"]
@@ -102,6 +103,7 @@ class _Died(Exception):
     """Stands for a process killed at a chosen point of an epoch's end."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dies", ["after_checkpoint", "before_checkpoint"])
 def test_history_has_every_epoch_after_dying_around_a_checkpoint(
         dies: str, tiny_data: CifarData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,6 +150,7 @@ def _wait_for_epoch(run: Path, epoch: int, proc: subprocess.Popen, timeout: floa
     pytest.fail("no checkpoint appeared")
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_with_optimizer_state(folder_dataset: Path,
                                                       tmp_path: Path) -> None:
     epochs = 40
@@ -175,6 +178,7 @@ def test_killed_training_resumes_with_optimizer_state(folder_dataset: Path,
     assert meta["status"] == "complete" and meta["resumed_from_epoch"] == stopped_at
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume(folder_dataset: Path, tmp_path: Path) -> None:
     proc = _cli("train", "--data", str(folder_dataset), "--epochs", "200", "--runs-dir",
                 str(tmp_path), "--name", "c")

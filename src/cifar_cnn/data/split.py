@@ -4,13 +4,14 @@ and is evaluated on; all stratified and seeded, so resume and evaluate see the s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from cifar_cnn.errors import DataError, RunError
+from cifar_cnn.errors import ConfigError, DataError, RunError
 
 if TYPE_CHECKING:
     from cifar_cnn.data.dataset import CifarData
@@ -43,6 +44,43 @@ def split_validation(
     return x[tr], y[tr], x[va], y[va]
 
 
+def stratified_holdout(y: np.ndarray, fraction: float, *,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out `fraction` of each class's images, at random but reproducibly.
+
+    Each class with n images gives ``round(fraction * n)`` of them, at least one when
+    ``n >= 2`` and never all of them; a class with one image keeps it for training. The
+    choice depends only on `seed` and the class's own images, in order (for a folder
+    dataset: its sorted file listing), so the same files and seed give the same split.
+
+    Returns:
+        ``(keep, held)``: sorted indices into `y` of the images kept for training and of
+        those held out.
+
+    Raises:
+        ConfigError: if `fraction` is not in [0, 1).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"val_split must be at least 0 and less than 1. Received: "
+                          f"val_split={fraction}")
+    y = np.asarray(y).reshape(-1)
+    held: list[np.ndarray] = []
+    if fraction > 0:
+        for label in np.unique(y):
+            idx = np.flatnonzero(y == label)
+            n = len(idx)
+            if n < 2:
+                continue
+            k = min(max(math.floor(fraction * n + 0.5), 1), n - 1)
+            # One generator per class: a class's split does not depend on the others.
+            rng = np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, int(label)])
+            held.append(rng.permutation(idx)[:k])
+    held_idx = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    mask = np.ones(len(y), dtype=bool)
+    mask[held_idx] = False
+    return np.flatnonzero(mask), held_idx
+
+
 @dataclass(frozen=True)
 class TrainSplits:
     """The images a run trains on, monitors each epoch, and calibrates on afterwards."""
@@ -67,13 +105,18 @@ def train_splits(ds: CifarData, *, val_size: int, calibration_size: int, monitor
                  seed: int) -> TrainSplits:
     """Hold out the validation split, else the calibration split; choose what is monitored:
     the validation split if there is one, else the test set (`monitor_test`) or nothing."""
+    if ds.x_val is not None and len(ds.x_val) and not val_size:
+        # The data's own validation split (a val/ folder, or held out by `load_dataset`):
+        # monitored each epoch and calibrated on, as a --val-size split would be.
+        return TrainSplits(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_val, ds.y_val,
+                           "validation")
     x_train, y_train, x_hold, y_hold = ds.x_train, ds.y_train, None, None
     if val_size or calibration_size:
         x_train, y_train, x_hold, y_hold = split_validation(
             x_train, y_train, val_size or calibration_size, seed=seed)
     if val_size:
         return TrainSplits(x_train, y_train, x_hold, y_hold, x_hold, y_hold, "validation")
-    if monitor_test:
+    if monitor_test and len(ds.x_test):
         return TrainSplits(x_train, y_train, ds.x_test, ds.y_test, x_hold, y_hold, "test")
     return TrainSplits(x_train, y_train, None, None, x_hold, y_hold, "none")
 
@@ -88,8 +131,13 @@ def evaluation_split(ds: CifarData, settings: dict[str, Any],
         ValueError: for another split name.
     """
     if split == "test":
+        if not len(ds.x_test):
+            raise RunError("This data has no test split (no test/ folder); evaluate on the "
+                           "validation split with --split val.")
         return ds.x_test, ds.y_test
     if split == "val":
+        if ds.x_val is not None and len(ds.x_val) and not settings.get("val_size"):
+            return ds.x_val, ds.y_val  # the data's own validation split
         if not settings.get("val_size"):
             raise RunError("This run was trained without a validation split; train with "
                            "--val-size N to evaluate on one, or use --split test.")

@@ -16,12 +16,12 @@ from cifar_cnn.calibration import (
     tta_key,
     validate_probs_and_labels,
 )
-from cifar_cnn.data import CifarData, evaluation_split, load_cifar10
+from cifar_cnn.data import CifarData, evaluation_split, load_run_data
 from cifar_cnn.errors import DataError, RunError
 from cifar_cnn.evaluation.metrics import check_class_names, classification_metrics
 from cifar_cnn.evaluation.report import write_report
 from cifar_cnn.predict.classifier import Classifier
-from cifar_cnn.runs import open_run, recorded_data
+from cifar_cnn.runs import open_run
 
 
 def evaluate(
@@ -42,7 +42,8 @@ def evaluate(
         run: a run directory.
         data: the dataset (default: the path the run was trained on, if it still exists;
             else as `cifar_cnn.data.load_cifar10` finds it).
-        split: "test" (the full test set) or "val" (the run's validation split).
+        split: "test" (the full test set; the validation split for data without one) or
+            "val" (the run's validation split).
         tta: test-time augmentation, see `cifar_cnn.predict.predict_probs`; None: what the
             recipe says; True: that, or "flip"; False: none.
         report: write the report folder (metrics are returned either way).
@@ -57,7 +58,9 @@ def evaluate(
     rd = open_run(run)
     meta = rd.read_metadata()
     clf = Classifier.load(rd.path)
-    ds = load_cifar10(recorded_data(meta, data))
+    ds = load_run_data(meta, data)
+    if split == "test" and not ds.has_test and ds.has_val:
+        split = "val"  # data without a test split: its validation split is the exam
     if list(ds.class_names) != list(clf.class_names):
         raise DataError(
             f"The data's classes {list(ds.class_names)} differ from the classes "

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cifar_cnn.calibration import apply_temperature, temperatures_from
-from cifar_cnn.data import CifarData, load_cifar10
+from cifar_cnn.data import CifarData, load_run_data
 from cifar_cnn.environment import environment_info
 from cifar_cnn.errors import ConfigError, ExportParityError, RunError
 from cifar_cnn.export import graph, litert, onnx, parity, savedmodel
@@ -33,7 +33,6 @@ from cifar_cnn.runs import (
     PARITY_FILE,
     default_run,
     open_run,
-    recorded_data,
     resolve_artifact,
 )
 from cifar_cnn.runtimes import open_runner
@@ -178,7 +177,13 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
                           f"Received: quantize={quantize!r}")
     src = open_run(run)
     meta = src.read_metadata()
-    ds = load_cifar10(recorded_data(meta, data))
+    ds = load_run_data(meta, data)
+    # The gate's images: the run's test split, else its validation split.
+    x_gate, y_gate = (ds.x_test, ds.y_test) if ds.has_test else (ds.x_val, ds.y_val)
+    if x_gate is None or not len(x_gate):
+        raise ConfigError("The parity gate needs labelled images the run did not train on, "
+                          "and this data has neither a test nor a validation split: give "
+                          "--data with a test/ folder.")
     calibration = src.read_calibration()
     temperature = temperatures_from(calibration).get("none") if calibration else None
     name = format + (f"-{quantize}" if quantize else "")
@@ -189,10 +194,10 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
                                    num_classes=int(model.output_shape[-1]),
                                    default_class_names=ds.class_names)
     reference = graph.float32_model(model, export_layers=False)
-    ref_probs = predict_probs(reference, ds.x_test)
+    ref_probs = predict_probs(reference, x_gate)
     run_precision = graph.precision(model)
     run_probs = ref_probs if run_precision == "float32" else predict_probs(
-        model, ds.x_test)
+        model, x_gate)
     if temperature is not None:
         ref_probs = apply_temperature(ref_probs, temperature)
     export_model = graph.float32_model(model)
@@ -214,12 +219,12 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
             onnx.convert(sm_path, model_path)
 
         runner = open_runner(resolve_artifact(model_path))
-        report = parity.compare(ref_probs, runner.predict(ds.x_test), ds.y_test, quantize)
+        report = parity.compare(ref_probs, runner.predict(x_gate), y_gate, quantize)
         report.extra["keras_model_dtype"] = run_precision
-        report.extra["keras_model_accuracy"] = float(np.mean(run_probs.argmax(1) == ds.y_test))
+        report.extra["keras_model_accuracy"] = float(np.mean(run_probs.argmax(1) == y_gate))
         report.extra["reference"] = ("the run's Keras model in float32 (its own layers), "
                                      "calibrated probabilities, no test-time augmentation")
-        report.extra["test_images"] = ds.source
+        report.extra["test_images"] = ds.source + ("" if ds.has_test else " (validation split)")
         export_meta = {
             "format": format,
             "quantization": quantize,
@@ -245,7 +250,7 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
             if spec.resize == "crop":  # the in-graph decoder centre-crops
                 export_meta["signatures"]["serve_bytes"] = (
                     "images: string (N,) encoded PNG/JPEG/GIF/BMP -> probs")
-                export_meta["serve_bytes"] = measure_serve_bytes(stage, ds.x_test[:5], spec)
+                export_meta["serve_bytes"] = measure_serve_bytes(stage, x_gate[:5], spec)
         write_json(stage / EXPORT_METADATA_FILE, export_meta)
         write_json(stage / PARITY_FILE, report.to_dict())
         if not report.passed:

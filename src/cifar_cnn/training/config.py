@@ -19,6 +19,7 @@ from cifar_cnn.errors import ConfigError
 from cifar_cnn.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from cifar_cnn.recipes import Recipe
 from cifar_cnn.recipes.base import PRECISIONS
+from cifar_cnn.runs import DOWNLOADABLE_DATA
 
 # tf.distribute: one device, the devices of this machine, or several machines.
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -60,9 +61,10 @@ class TrainConfig:
         None, "override the recipe's precision policy (auto: mixed_bfloat16 where the CPU or "
         "GPU computes bfloat16 natively, else float32)", choices=PRECISIONS)
     data: str | os.PathLike[str] | Any | None = _option(
-        None, "CIFAR-10 location: the official archive, its extracted batches, or a "
-        "train/<class>/ + test/<class>/ image tree (default: $CIFAR_CNN_DATA, else download "
-        "once); in Python also a CifarData")
+        None, "the images: a folder (DIR/train/<class>/ with optional val/ and test/, or "
+        "DIR/<class>/) of any image files, the CIFAR-10 or CIFAR-100 archive or its "
+        "extracted folder, or cifar10 / cifar100 to download it once (default: "
+        "$CIFAR_CNN_DATA, else cifar10); in Python also a CifarData")
     val_size: int = _option(
         0, "hold out N training images (stratified) for validation and calibration; 0 "
         "monitors the test set, as the TF tutorial does", type=int)
@@ -186,6 +188,8 @@ class TrainConfig:
         for key in ("data", "runs_dir", "resume"):
             v = d[key]
             d[key] = str(Path(v).resolve()) if isinstance(v, str | os.PathLike) else None
+        if self.data in DOWNLOADABLE_DATA and not Path(self.data).exists():
+            d["data"] = self.data  # a name, not a path
         if self.init not in (None, "default"):
             d["init"] = str(Path(self.init).resolve())
         return d

@@ -21,7 +21,14 @@ import keras
 import numpy as np
 
 from cifar_cnn.calibration import calibrate_model
-from cifar_cnn.data import CifarData, TrainSplits, calibration_holdout, load_cifar10, train_splits
+from cifar_cnn.data import (
+    CifarData,
+    TrainSplits,
+    calibration_holdout,
+    load_dataset,
+    load_run_data,
+    train_splits,
+)
 from cifar_cnn.data.augment import AlternatingFlipTranslate, make_train_dataset
 from cifar_cnn.errors import ConfigError, RunError
 from cifar_cnn.files import atomic_path
@@ -372,10 +379,19 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
         print(f"Precision {requested}: {chosen} ({reason})", flush=True)
 
     # 2. The data, split into what is trained on, monitored and held out for calibration.
-    ds = load_cifar10(data)
-    if config.resume is None:
-        calibration_size = 0 if val_size else calibration_holdout(
+    if config.resume is not None:
+        ds = load_run_data(meta, data)
+    else:
+        image_size = config.image_size
+        if image_size is None and config.init is not None:  # the trained model's input
+            shape = init_source(config.init).input_shape
+            image_size = int(shape[0]) if shape else None
+        ds = load_dataset(data, image_size=image_size or 32, resize=config.resize,
+                          strict=config.strict, val_split=config.val_split, seed=seed)
+        calibration_size = 0 if val_size or ds.has_val else calibration_holdout(
             r.calibration_size, len(ds.y_train), ds.num_classes)
+    if verbose and chief and ds.files:  # an image folder: what was found
+        print(ds.summary.table(), flush=True)
     splits = train_splits(ds, val_size=val_size, calibration_size=calibration_size,
                           monitor_test=monitor_test, seed=seed)
     if config.resume is not None and meta["dataset"]["fingerprint"] != ds.fingerprint:
@@ -415,7 +431,7 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
                 run.path.mkdir(parents=True, exist_ok=True)
         else:
             run = new_run_dir(config.runs_dir, config.name or r.name)
-        spec = InputSpec(*ds.image_shape, class_names=ds.class_names)
+        spec = InputSpec(*ds.image_shape, resize=config.resize, class_names=ds.class_names)
         meta = new_run_metadata(
             run, class_names=ds.class_names, input_spec=spec.to_metadata(),
             recipe=r.to_dict(),
@@ -423,8 +439,11 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
                                      requested=requested, reason=reason,
                                      fine_tune=fine_tune),
             dataset={"source": ds.source, "fingerprint": ds.fingerprint,
-                     "num_train": len(splits.x_train), "num_val": int(val_size),
-                     "num_calibration": int(calibration_size), "num_test": len(ds.x_test)})
+                     "num_train": len(splits.x_train),
+                     "num_val": int(val_size) or (len(ds.x_val) if ds.has_val else 0),
+                     "num_calibration": int(calibration_size), "num_test": len(ds.x_test),
+                     **({"holdout": ds.holdout} if ds.holdout else {}),
+                     **({"summary": ds.summary.to_dict()} if ds.files else {})})
     if cluster is not None:
         meta["distribution"] = cluster.describe()
     if chief:
@@ -453,7 +472,8 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
     if splits.y_hold is not None:
         calibration = calibrate_model(
             net, splits.x_hold, splits.y_hold, seed=seed,
-            fit_on="validation split" if val_size else "calibration split")
+            fit_on="validation split" if splits.monitor == "validation"
+            else "calibration split")
         run.write_calibration(calibration)
         meta["calibration"] = {k: v for k, v in calibration.items() if k != "seed"}
     meta.update(
