@@ -20,6 +20,7 @@ import numpy as np
 
 from cifar_cnn.errors import ConfigError, RunError
 from cifar_cnn.models import leaf_layers
+from cifar_cnn.recipes import Recipe
 from cifar_cnn.runs import resolve_artifact
 from cifar_cnn.training.config import BN_CHOICES, SMALL_DATA
 
@@ -124,3 +125,26 @@ def freeze_bn_default(bn: str | None, init: str | None, num_train: int) -> bool:
             raise ConfigError(f"bn must be one of {', '.join(BN_CHOICES)}. Received: bn={bn!r}")
         return bn == "frozen"
     return init is not None and num_train < SMALL_DATA
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """How a run starts from trained weights (`TrainConfig.init` and its companions)."""
+
+    source: InitSource
+    freeze_epochs: int
+    lr_mult: float
+    freeze_bn: bool
+
+    def phases(self, r: Recipe) -> list[tuple[int, Recipe, bool]]:
+        """``(until epoch, recipe of the phase, head only)``: the head alone for
+        `freeze_epochs`, then everything at `lr_mult` of the recipe's rates; each phase's
+        schedule runs over its own epochs."""
+        out: list[tuple[int, Recipe, bool]] = []
+        if self.freeze_epochs:
+            until = min(self.freeze_epochs, r.epochs)
+            out.append((until, r.replace(epochs=until), True))
+        if r.epochs > self.freeze_epochs:
+            out.append((r.epochs, r.with_rates_scaled(self.lr_mult).replace(
+                epochs=r.epochs - self.freeze_epochs), False))
+        return out

@@ -13,7 +13,6 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,7 @@ from cifar_cnn.training.distribute import (
     sync_batch_norm,
 )
 from cifar_cnn.training.finetune import (
-    InitSource,
+    FineTune,
     freeze_bn_default,
     init_source,
     load_matching_weights,
@@ -90,29 +89,6 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> N
         else keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
-
-
-@dataclass(frozen=True)
-class FineTune:
-    """How a run starts from trained weights (`TrainConfig.init` and its companions)."""
-
-    source: InitSource
-    freeze_epochs: int
-    lr_mult: float
-    freeze_bn: bool
-
-    def phases(self, r: Recipe) -> list[tuple[int, Recipe, bool]]:
-        """``(until epoch, recipe of the phase, head only)``: the head alone for
-        `freeze_epochs`, then everything at `lr_mult` of the recipe's rates; each phase's
-        schedule runs over its own epochs."""
-        out: list[tuple[int, Recipe, bool]] = []
-        if self.freeze_epochs:
-            until = min(self.freeze_epochs, r.epochs)
-            out.append((until, r.replace(epochs=until), True))
-        if r.epochs > self.freeze_epochs:
-            out.append((r.epochs, r.with_rates_scaled(self.lr_mult).replace(
-                epochs=r.epochs - self.freeze_epochs), False))
-        return out
 
 
 def _epoch_shapes(r: Recipe, images: tuple[int, ...]) -> list[tuple[int, int]]:
