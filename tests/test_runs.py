@@ -117,7 +117,7 @@ def test_resolve_artifact_tells_every_kind_apart(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("status,words", [
-    ("running", "--resume"), ("failed", "Training failed: ValueError: bad"), (None, "no such")])
+    ("running", "--resume"), ("failed", "training failed: ValueError: bad"), (None, "no such")])
 def test_resolve_artifact_says_why_there_is_no_model(tmp_path: Path, status: str | None,
                                                      words: str) -> None:
     from cifar_cnn.runs import resolve_artifact

@@ -261,17 +261,14 @@ def open_run(path: str | os.PathLike[str]) -> RunDir:
     run = RunDir(Path(path))
     if not run.path.is_dir():
         raise RunError(f"Run directory {run.path} does not exist.")
+    meta = run.read_metadata() if run.metadata.is_file() else {}
+    status = meta.get("status", "")
+    if status == FAILED:  # even with a model.keras: it may be a diverged one
+        error = str(meta.get("error", "see its output")).rstrip(".")
+        raise RunError(f"{run.path}: training failed: {error}. Fix that and train again.")
     if not run.model.is_file():
-        meta = run.read_metadata() if run.metadata.is_file() else {}
-        status = meta.get("status", "")
-        if status == FAILED:
-            hint = (f" Training failed: {meta.get('error', 'see its output')}. Fix that and "
-                    "train again.")
-        elif status:
-            hint = (f" Training did not finish (status: {status}); continue it with "
-                    f"`cifar-cnn train --resume {run.path}`.")
-        else:
-            hint = ""
+        hint = (f" Training did not finish (status: {status}); continue it with "
+                f"`cifar-cnn train --resume {run.path}`." if status else "")
         raise RunError(f"{run.path} has no {MODEL_FILE}.{hint}")
     return run
 
@@ -424,7 +421,7 @@ def resolve_artifact(path: str | os.PathLike[str] | None = None) -> Artifact:
             packaged = p.resolve() == default_run().resolve()
         except RunError:  # installed without the default model
             packaged = False
-        if not run.model.is_file():
+        if not run.model.is_file() or run.metadata.is_file():
             open_run(p)  # raises, saying why (missing, failed, unfinished)
         return Artifact("packaged" if packaged else "run", "keras", run.model, run)
     if not p.is_file():

@@ -44,7 +44,7 @@ def test_a_run_that_fails_before_its_first_epoch_is_marked_failed(tiny_data, tmp
     meta = json.loads((tmp_path / "baseline" / "metadata.json").read_text())
     assert meta["status"] == "failed" and meta["error"] == "ValueError: the disk is full"
     r = cli("evaluate", str(tmp_path / "baseline"))
-    assert r.returncode == 2 and "Training failed: ValueError: the disk is full" in r.stderr
+    assert r.returncode == 2 and "training failed: ValueError: the disk is full" in r.stderr
     assert "--resume" not in r.stderr
 
 

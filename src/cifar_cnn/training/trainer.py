@@ -446,10 +446,17 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
 
     # 4. Bookkeeping: calibration on the held-out images, final metadata.
     if splits.y_hold is not None:
-        calibration = calibrate_model(
-            net, splits.x_hold, splits.y_hold, seed=seed,
-            fit_on="validation split" if splits.monitor == "validation"
-            else "calibration split")
+        try:
+            calibration = calibrate_model(
+                net, splits.x_hold, splits.y_hold, seed=seed,
+                fit_on="validation split" if splits.monitor == "validation"
+                else "calibration split")
+        except ValueError as e:  # non-finite probabilities: the training diverged
+            reason = (f"the trained network's probabilities on the held-out images are not "
+                      f"usable ({e}): training diverged. Try a lower --lr, more varied "
+                      "images, or another recipe.")
+            run.stop(meta, FAILED, f"RunError: {reason}")
+            raise RunError(f"{run.path}: {reason}") from e
         run.write_calibration(calibration)
         meta["calibration"] = {k: v for k, v in calibration.items() if k != "seed"}
     meta.update(
