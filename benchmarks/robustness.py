@@ -5,7 +5,12 @@ predicts the chosen split as it is (lossless PNG pixels) and after a JPEG round 
 qualities 95, 75 and 50 (Pillow, 4:2:0 chroma subsampling, each image its own file in
 memory, exactly what saving it as .jpg and reading it back gives), with and without the
 recipe's test-time augmentation. It also records the expected calibration error (15 bins)
-of the default, calibrated probabilities and of the raw ones, and the training time.
+of the default, calibrated probabilities and of the raw ones, and the training time. The JPEG
+round trip is the product's (`cifar_cnn.evaluation.corruptions.jpeg_roundtrip`, the sweep
+``cifar-cnn evaluate RUN --corruptions`` reports too); ``--corruption-images N`` also scores
+each seed on the product's CIFAR-10-C corruptions (all 19, severities 1-5, on the first N
+images of the split, calibrated probabilities with the recipe's TTA) and records the mean over
+the 15 benchmark corruptions, per family and over the held-out ones.
 
 ``--split val`` holds out ``--val-size`` training images and evaluates on them instead of the
 test set: that is where augmentation choices are made (``--option jpeg=0.5`` etc. override
@@ -18,13 +23,14 @@ Usage:
     python -m benchmarks.robustness --recipe fast94 --seeds 3 --data ../shared/datasets/cifar10
     python -m benchmarks.robustness --recipe quick --split val --val-size 5000 --seeds 1 \\
         --option jpeg=0 --data ../shared/datasets/cifar10
+    python -m benchmarks.robustness --recipe fast94 --seeds 1 --corruption-images 2000 \\
+        --data ../shared/datasets/cifar10
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import io
 import json
 import resource
 import shutil
@@ -34,24 +40,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from benchmarks.common import run_child, write_result
+from cifar_cnn.evaluation.corruptions import JPEG_QUALITIES, jpeg_roundtrip
 
-QUALITIES = (95, 75, 50)
-
-
-def jpeg_copy(images: np.ndarray, quality: int) -> np.ndarray:
-    """Each image saved as its own JPEG file (in memory) and read back."""
-    out = np.empty_like(images)
-    for i, img in enumerate(images):
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "JPEG", quality=quality, subsampling="4:2:0")
-        buf.seek(0)
-        with Image.open(buf) as im:
-            out[i] = np.asarray(im.convert("RGB"))
-    return out
+QUALITIES = JPEG_QUALITIES
+# Each image saved as its own JPEG file (in memory, 4:2:0) and read back: the product's.
+jpeg_copy = jpeg_roundtrip
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -61,11 +55,13 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size: int,
              options: dict[str, Any], keep: str | None = None,
-             fields: dict[str, Any] | None = None) -> dict[str, Any]:
+             fields: dict[str, Any] | None = None,
+             corruption_images: int = 0) -> dict[str, Any]:
     """Train one seed in this process and measure it; returns the per-seed record."""
     from cifar_cnn import Classifier, train
     from cifar_cnn.calibration import expected_calibration_error
     from cifar_cnn.data import load_cifar10, split_validation
+    from cifar_cnn.evaluation.corruptions import score_corruptions
     from cifar_cnn.recipes import get_recipe
     from cifar_cnn.tta import predict_probs
 
@@ -108,6 +104,22 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
                 clf.calibrate(raw, tta=None), y)
             record["ece_calibrated_tta"] = expected_calibration_error(
                 clf.calibrate(raw_tta, tta=tta), y)
+    if corruption_images:
+        n = min(corruption_images, len(y))
+        result = score_corruptions(
+            lambda images: clf.calibrate(predict_probs(clf.model, images, tta=tta), tta=tta),
+            x[:n], y[:n], names=True, seed=seed, jpeg_qualities=())
+        record["corruptions"] = {
+            "images": n, "tta": tta, "clean_accuracy": result["clean"]["accuracy"],
+            "mean_accuracy": result["mean"]["mean_accuracy"],
+            "mean_ece": result["mean"]["mean_ece"],
+            "per_family": {f: s["mean_accuracy"] for f, s in result["per_family"].items()},
+            "held_out_accuracy": result["held_out"]["mean_accuracy"],
+            "per_corruption": {c: r["mean_accuracy"]
+                               for c, r in result["per_corruption"].items()},
+            "generate_seconds": result["generate_seconds"],
+            "predict_seconds": result["predict_seconds"],
+        }
     record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return record
 
@@ -120,6 +132,16 @@ def summary(args: argparse.Namespace, options: dict, fields: dict, seeds: list[d
 
     names = list(seeds[0]["accuracy"])
     missing = planned[len(seeds):]
+    corrupted = [s["corruptions"] for s in seeds if "corruptions" in s]
+    corruption_means = {
+        "images": corrupted[0]["images"],
+        "mean_accuracy": round(statistics.fmean(c["mean_accuracy"] for c in corrupted), 5),
+        "mean_ece": round(statistics.fmean(c["mean_ece"] for c in corrupted), 5),
+        "held_out_accuracy": round(statistics.fmean(c["held_out_accuracy"]
+                                                    for c in corrupted), 5),
+        "per_family": {f: round(statistics.fmean(c["per_family"][f] for c in corrupted), 5)
+                       for f in corrupted[0]["per_family"]},
+    } if corrupted else None
     return {
         "recipe": args.recipe,
         "split": args.split,
@@ -137,6 +159,7 @@ def summary(args: argparse.Namespace, options: dict, fields: dict, seeds: list[d
         "mean_train_seconds": mean("train_seconds"),
         "train_pflops": seeds[0]["train_pflops"],  # counted from layer shapes; every seed alike
         "max_peak_rss_mb": max(s["peak_rss_mb"] for s in seeds),
+        **({"mean_corruptions": corruption_means} if corruption_means else {}),
     }
 
 
@@ -153,6 +176,9 @@ def main() -> None:
                    help="recipe field override, e.g. train_size_mode='crop' (Python literal)")
     p.add_argument("--data", default=None)
     p.add_argument("--keep", default=None, help="copy each seed's run directory into this folder")
+    p.add_argument("--corruption-images", type=int, default=0, metavar="N",
+                   help="also score CIFAR-10-C corruptions (the product's) on the first N "
+                        "images of the split (default 0: not)")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     options = parse_options(args.option)
@@ -160,7 +186,8 @@ def main() -> None:
 
     if args.child is not None:  # one seed, result as the last line of stdout
         print(json.dumps(run_seed(args.recipe, args.child, args.data, args.split,
-                                  args.val_size, options, args.keep, fields)))
+                                  args.val_size, options, args.keep, fields,
+                                  args.corruption_images)))
         return
 
     planned = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -173,6 +200,7 @@ def main() -> None:
         cmd += [a for o in args.set for a in ("--set", o)]
         cmd += ["--data", args.data] if args.data else []
         cmd += ["--keep", str(Path(args.keep).resolve())] if args.keep else []
+        cmd += ["--corruption-images", str(args.corruption_images)]
         seeds.append(run_child(cmd))
         print(json.dumps(seeds[-1]), flush=True)
         numbers = summary(args, options, fields, seeds, planned)

@@ -78,11 +78,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_cnn.runs import RunDir
 
     metrics = evaluate(args.run, data=args.data, split=args.split, tta=args.tta,
-                       report=not args.no_report)
+                       report=not args.no_report, corruptions=args.corruptions or False,
+                       corruption_images=args.corruption_images, seed=args.corruption_seed)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         print(format_metrics_table(metrics))
+        if "corruptions" in metrics:
+            from cifar_cnn.evaluation.corruptions import format_corruption_table
+
+            print("\n" + format_corruption_table(metrics["corruptions"]))
         if not args.no_report:
             print(f"\nReport: {RunDir(Path(args.run)).report_html}")
     return 0
@@ -248,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tta(p)
     p.add_argument("--json", action="store_true", help="print metrics.json to stdout")
     p.add_argument("--no-report", action="store_true", help="skip writing RUN/report/")
+    p.add_argument("--corruptions", nargs="?", const="all", default=None, metavar="NAMES",
+                   help="also score CIFAR-10-C corruptions made from the split at severities "
+                        "1-5, and JPEG at quality 95/75/50: all 19 when given alone (after "
+                        "RUN), or comma-separated corruption names, families (noise, blur, "
+                        "weather, digital), benchmark (the 15) or held_out (the 4)")
+    p.add_argument("--corruption-images", type=int, default=None, metavar="N",
+                   help="score the corruptions on the split's first N images (default: all; "
+                        "each corruption and severity predicts them once more)")
+    p.add_argument("--corruption-seed", type=int, default=0, metavar="SEED",
+                   help="random numbers of the corruptions (default 0)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", parents=[common], help="class probabilities for image files")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sklearn.metrics import log_loss
@@ -17,7 +18,12 @@ from cifar_cnn.calibration import (
     validate_probs_and_labels,
 )
 from cifar_cnn.data import CifarData, evaluation_split, load_run_data
-from cifar_cnn.errors import DataError, RunError
+from cifar_cnn.errors import ConfigError, DataError, RunError
+from cifar_cnn.evaluation.corruptions import (
+    JPEG_QUALITIES,
+    resolve_corruptions,
+    score_corruptions,
+)
 from cifar_cnn.evaluation.metrics import check_class_names, classification_metrics
 from cifar_cnn.evaluation.report import write_report
 from cifar_cnn.predict.classifier import Classifier
@@ -31,6 +37,9 @@ def evaluate(
     split: str = "test",
     tta: bool | str | None = None,
     report: bool = True,
+    corruptions: bool | str | Sequence[str] = False,
+    corruption_images: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a trained run and write ``RUN/report/`` (metrics.json, plots, report.html).
 
@@ -47,13 +56,30 @@ def evaluate(
         tta: test-time augmentation, see `cifar_cnn.predict.predict_probs`; None: what the
             recipe says; True: that, or "flip"; False: none.
         report: write the report folder (metrics are returned either way).
+        corruptions: also score the run on CIFAR-10-C corruptions made from the split's
+            images (`cifar_cnn.evaluation.corruptions`): True for all 19 (the 15 of the
+            benchmark and the 4 held out), or names (a comma-separated string or a
+            sequence; families, "benchmark" and "held_out" too). Accuracy and ECE of the
+            calibrated probabilities per corruption and severity 1..5, per family, the mean
+            over the 15 and over the held-out ones, and a JPEG round trip at qualities
+            95/75/50, under metrics["corruptions"] and in the report. Each corruption and
+            severity predicts the images once more (times the TTA views): on a CPU,
+            `corruption_images` keeps it short.
+        corruption_images: score the corruptions on the split's first N images (default:
+            all of them; CIFAR-10's test set is in random order).
+        seed: the corruptions' random numbers (see `cifar_cnn.evaluation.corruptions.corrupt`).
 
     Returns:
         The metrics dict (as in metrics.json).
 
     Raises:
-        RunError: a missing or incomplete run. DataError: data that does not match the run.
+        RunError: a missing or incomplete run. DataError: data that does not match the run,
+            or corruptions of images that are not 32x32 RGB. ConfigError: an unknown
+            corruption name.
     """
+    chosen = resolve_corruptions(corruptions) if corruptions else ()  # fail before the work
+    if corruption_images is not None and corruption_images < 1:
+        raise ConfigError(f"corruption_images must be at least 1. Received: {corruption_images}")
     t0 = time.perf_counter()
     rd = open_run(run)
     meta = rd.read_metadata()
@@ -100,6 +126,20 @@ def evaluate(
         recipe=meta.get("recipe", {}).get("name"),
         dataset_fingerprint_matches=(ds.fingerprint == meta.get("dataset", {}).get("fingerprint")),
     )
+    if chosen:
+        n = len(y) if corruption_images is None else min(int(corruption_images), len(y))
+
+        def predict(images: Any) -> Any:  # the probabilities `predict` gives by default
+            raw = clf.raw_probs(images, use_tta)
+            if tta_key(use_tta) in clf.temperatures:
+                return clf.finish(raw, use_tta, True)
+            return apply_temperature(raw, temperature)
+
+        metrics["corruptions"] = {
+            **score_corruptions(predict, x[:n], y[:n], names=chosen, seed=seed,
+                                jpeg_qualities=JPEG_QUALITIES, clean_probs=calibrated[:n]),
+            "probabilities": f"calibrated (temperature {float(temperature):.4g})",
+        }
     metrics["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
     if report:
         try:

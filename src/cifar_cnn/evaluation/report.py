@@ -4,7 +4,9 @@ The page stays readable at any number of classes: it always lists the most frequ
 confusions as a ranked table, and above `MANY_CLASSES` classes (CIFAR-100, say) the per-class
 table scrolls under a fixed header with its weakest and strongest classes named above it,
 the confusion matrix is a heat map without numbers, and ``top_confusions.png`` is written
-too.
+too. With ``metrics["corruptions"]`` (``cifar_cnn.evaluate(..., corruptions=True)``) a
+section on robustness to common corruptions follows: ``corruptions.png`` (accuracy per family
+and severity, and per corruption) and a table of every corruption and severity.
 
 The report directory is replaced atomically: everything is built in a temporary sibling
 directory and only swapped into place once complete, so an interrupted evaluation never
@@ -40,6 +42,7 @@ from cifar_cnn.evaluation.plots import (
     plot_confident_mistakes,
     plot_confused_pairs,
     plot_confusion_matrix,
+    plot_corruptions,
     plot_per_class_metrics,
     plot_reliability,
     plot_top_confusions,
@@ -96,6 +99,8 @@ MANY_CLASS_CAPTIONS = {
 # Written above MANY_CLASSES classes only, next to the other plots; the page shows the same
 # pairs as its "Most frequent confusions" table.
 TOP_CONFUSIONS_PNG = "top_confusions.png"
+# Written when metrics has "corruptions" (`cifar_cnn.evaluate(..., corruptions=...)`).
+CORRUPTIONS_PNG = "corruptions.png"
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
@@ -287,6 +292,59 @@ def _confusions_table(pairs: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _corruption_section(directory: Path, result: Mapping[str, Any]) -> list[str]:
+    """The "common corruptions" section: its chart and a table of accuracy by severity."""
+    head = ('<tr><th>corruption</th><th>family</th>'
+            + "".join(f'<th class="num">severity {s}</th>' for s in range(1, 6))
+            + '<th class="num">mean</th><th class="num">mean ECE</th></tr>')
+
+    def row(label: str, family: str, values: Mapping[str, Any], css: str = "") -> str:
+        accuracy = list(values.get("accuracy") or [None] * 5)
+        cells = "".join(f'<td class="num">{format_percent(a, missing="—")}</td>'
+                        for a in accuracy)
+        return (f'<tr{css}><td>{html.escape(label)}</td><td>{html.escape(family)}</td>{cells}'
+                f'<td class="num">{format_percent(values.get("mean_accuracy"), missing="—")}'
+                f'</td><td class="num">{format_number(values.get("mean_ece"), missing="—")}'
+                "</td></tr>")
+
+    per = result.get("per_corruption") or {}
+    body = "".join(row(name + ("" if r.get("benchmark", True) else " *"), str(r.get("family")), r)
+                   for name, r in per.items())
+    foot = [row(family, "", s) for family, s in (result.get("per_family") or {}).items() if s]
+    mean = result.get("mean") or {}
+    if mean:
+        foot.append(row("mean of the 15" if mean.get("complete") else
+                        "mean of the benchmark ones scored", "", mean))
+    if result.get("held_out"):
+        foot.append(row("held-out *", "", result["held_out"]))
+    clean = result.get("clean") or {}
+    jpeg = result.get("jpeg") or {}
+    jpeg_text = "; ".join(
+        f"quality {html.escape(str(q))}: {format_percent(s.get('accuracy'), missing='—')} "
+        f"(ECE {format_number(s.get('ece'), missing='—')})" for q, s in jpeg.items())
+    summary = (
+        f"{format_number(result.get('images'), ',.0f', missing='?')} images of this split, "
+        f"corrupted as CIFAR-10-C (Hendrycks &amp; Dietterich, ICLR 2019) at severities 1-5, "
+        f"seed {html.escape(str(result.get('seed')))}; "
+        f"{html.escape(str(result.get('probabilities', 'calibrated')))} probabilities. Clean "
+        f"accuracy on them {format_percent(clean.get('accuracy'), missing='—')} (ECE "
+        f"{format_number(clean.get('ece'), missing='—')})"
+        + (f"; mean over the {len(mean.get('corruptions', []))} benchmark corruptions "
+           f"{format_percent(mean.get('mean_accuracy'), missing='—')}" if mean else "")
+        + ". * held out: not part of the benchmark's mean.")
+    parts = ['<h2 id="corruptions">Robustness to common corruptions</h2>',
+             f'<p class="muted">{summary}</p>']
+    path = directory / CORRUPTIONS_PNG
+    if path.is_file():
+        parts.append(f'<figure><img src="{_data_uri(path)}" '
+                     'alt="Accuracy under common corruptions"></figure>')
+    parts.append(f'<div class="scroll"><table class="corruptions"><thead>{head}</thead>'
+                 f"<tbody>{body}</tbody><tfoot>{''.join(foot)}</tfoot></table></div>")
+    if jpeg_text:
+        parts.append(f'<p id="jpeg-sweep">JPEG round trip (Pillow, 4:2:0): {jpeg_text}.</p>')
+    return parts
+
+
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -330,6 +388,8 @@ def _render_html(
                 "off the diagonal of the confusion matrix.</p>" if pairs else "",
                 _confusions_table(pairs),
             ]
+    if isinstance(metrics.get("corruptions"), Mapping):
+        parts += _corruption_section(directory, metrics["corruptions"])
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts += [
         f'<p class="muted">Generated {html.escape(generated)} by cifar-cnn.</p>',
@@ -372,6 +432,8 @@ def _build(
     save_figure(plot_confused_pairs(images, y_true, probs, class_names,
                                     confusion_matrix=metrics["confusion_matrix"]),
                 directory / "confused_pairs.png")
+    if isinstance(metrics.get("corruptions"), Mapping):
+        save_figure(plot_corruptions(metrics["corruptions"]), directory / CORRUPTIONS_PNG)
     page = _render_html(directory, title=title, metrics=metrics, info=info,
                         class_names=class_names)
     write_text(directory / REPORT_HTML_FILE, page)
@@ -417,7 +479,9 @@ def write_report(
         metrics: dict from :func:`cifar_cnn.evaluation.metrics.classification_metrics`, plus
             any extra keys; saved as metrics.json. With ``temperature`` (and
             ``ece_calibrated``, as `cifar_cnn.evaluate` computes them) the page shows them and
-            the reliability plot adds the calibrated panel. Without ``top_confusions``,
+            the reliability plot adds the calibrated panel. With ``corruptions`` (see
+            `cifar_cnn.evaluation.corruptions.score_corruptions`) it adds the corruption
+            section and ``corruptions.png``. Without ``top_confusions``,
             metrics.json gets them from ``confusion_matrix`` (the dict is not changed).
         images: uint8 images ``(N, 32, 32, 3)`` matching ``y_true``, for the galleries.
         y_true: integer labels ``(N,)``.
