@@ -5,7 +5,7 @@ method in arXiv:2404.00498): a frozen data-derived whitening layer, scale-free b
 Muon for the conv kernels and Nesterov SGD at per-group rates for the rest, label smoothing,
 alternating flips with 2-pixel shifts, large batches, a linear decay to zero, and flip+shift
 test-time augmentation. The rates are airbench's, converted from its summed loss (x batch)
-to Keras' mean loss. README "Measured results" gives what they reach here.
+to Keras' mean loss. README "Results" gives what they reach here.
 """
 
 from cifar_cnn.recipes.base import Recipe, register_recipe
