@@ -169,7 +169,8 @@ def create_app(run: str | os.PathLike[str] | None, *, max_bytes: int = 10_000_00
             "TensorFlow Serving's REST predict API: "
             '`{"signature_name": "serving_default", "instances": [{"b64": "..."}]}` '
             '(an instance may also be `{"image_bytes": {"b64": "..."}}` or an HxWx3 list '
-            'of 0..255) gives `{"predictions": [[p_0, ..., p_N-1], ...]}` (one per class); a columnar '
+            'of 0..255) gives `{"predictions": [[p_0, ..., p_N-1], ...]}` (a probability per '
+            'class); a columnar '
             '`{"inputs": [...]}` gives `{"outputs": [...]}`. Probabilities are calibrated '
             "unless calibrated=false."))
     tta_query = Query(description="test-time augmentation, as on /v1/predict")
