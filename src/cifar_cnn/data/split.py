@@ -6,15 +6,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from cifar_cnn.errors import ConfigError, DataError, RunError
 
-if TYPE_CHECKING:
-    from cifar_cnn.data.dataset import CifarData
+
+class CifarData(Protocol):
+    """What the splits read of a `cifar_cnn.data.CifarData` (named so, without importing
+    it: the dataset module imports this one)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray
 
 
 def split_validation(
