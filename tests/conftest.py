@@ -84,6 +84,24 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_data) -> Path:
                  verbose=0).path
 
 
+@pytest.fixture(scope="session")
+def one_epoch_run(tmp_path_factory: pytest.TempPathFactory, tiny_data):
+    """``one_epoch_run(recipe)``: the run of ``train(recipe, epochs=1, batch_size=64)`` on
+    `tiny_data`, trained once per recipe and shared by the tests that only read it."""
+    from cifar_cnn import train
+
+    runs: dict = {}
+
+    def get(recipe: str):
+        if recipe not in runs:  # a training that raises is tried again by the next test
+            runs[recipe] = train(recipe, epochs=1, batch_size=64, data=tiny_data,
+                                 runs_dir=tmp_path_factory.mktemp(f"one-epoch-{recipe}"),
+                                 verbose=0)
+        return runs[recipe]
+
+    return get
+
+
 def shared_cifar10() -> Path:
     """The real dataset in ../shared, or skip."""
     if not (SHARED_CIFAR10 / "train").is_dir():

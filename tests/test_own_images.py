@@ -97,6 +97,7 @@ def _classes(root: Path, split: str, names: tuple[str, ...], n: int = 3) -> None
             Image.new("RGB", (16, 16), (i * 40, 80, 120)).save(folder / f"{i}.png")
 
 
+@pytest.mark.slow  # `cifar-cnn train` processes
 @pytest.mark.parametrize("layout,words", [
     ({"train": ("cat", "dog"), "test": ("dog",)}, "cat"),  # missing from test: a warning
     ({"train": ("cat", "dog"), "test": ("cat", "dog", "emu")}, "emu"),

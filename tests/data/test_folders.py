@@ -22,7 +22,6 @@ from cifar_cnn.data import (
 )
 from cifar_cnn.data import folders as folders_mod
 from cifar_cnn.errors import ConfigError, DataError
-from tests.conftest import shared_cifar10
 
 RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)
 
@@ -343,20 +342,3 @@ def test_load_cifar10_is_load_dataset(folder_dataset: Path) -> None:
     assert set(a.fingerprint) == {"train_images", "train_labels", "test_images",
                                   "test_labels"}
     assert a.source.startswith("folders:") and a.summary.counts["test"] == (4,) * 10
-
-
-# From ../shared/datasets/cifar10/README.md (and pretrained/fast94/metadata.json "dataset").
-README_FINGERPRINTS = {
-    "train_images": "61bea91e73ac2b02dfb856e685981dce64abe13d4e780aa98a1ac1e7c056d03b",
-    "train_labels": "a29f2a5ffc141bb1c9e1af453e9a5ef8c316b2f675f8cea1d849d220d33a14fb",
-    "test_images": "52a9dc125982c0440d5eed87474b2f521e96c45a98df08e4329aa42c692b9d9d",
-    "test_labels": "a054c239a40ee7f2a5745e7e4bc11a51e9cb40c98134b602c1068e6a207487c6",
-}
-
-
-@pytest.mark.integration
-def test_real_cifar10_folder_keeps_its_fingerprint() -> None:
-    ds = load_dataset(shared_cifar10())
-    assert ds.fingerprint == README_FINGERPRINTS
-    assert ds.x_val is None and ds.holdout is None and ds.summary.skipped == ()
-    assert ds.summary.counts == {"train": (5000,) * 10, "test": (1000,) * 10}

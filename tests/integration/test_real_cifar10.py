@@ -27,6 +27,9 @@ def test_loader_reproduces_readme_fingerprints(cifar10: CifarData) -> None:
     assert cifar10.x_test.shape == (10000, 32, 32, 3)
     assert np.bincount(cifar10.y_train).tolist() == [5000] * 10
     assert cifar10.fingerprint == README_FINGERPRINTS
+    # read as a folder tree by load_dataset (load_cifar10 is it): nothing held out or skipped
+    assert cifar10.x_val is None and cifar10.holdout is None and cifar10.summary.skipped == ()
+    assert cifar10.summary.counts == {"train": (5000,) * 10, "test": (1000,) * 10}
     mean = cifar10.x_train.reshape(-1, 3).mean(axis=0) / 255
     np.testing.assert_allclose(mean, [0.49140, 0.48216, 0.44653], atol=5e-5)
 

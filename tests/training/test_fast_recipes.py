@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -192,11 +190,10 @@ def test_per_image_rates_follow_the_batch_size(batch: int) -> None:
 
 
 @pytest.mark.parametrize("recipe", ["fast94", "quick"])
-def test_fast_recipe_run_predicts_with_its_tta(recipe: str, tiny_data, tmp_path: Path) -> None:
-    from cifar_cnn import Classifier, train
+def test_fast_recipe_run_predicts_with_its_tta(recipe: str, tiny_data, one_epoch_run) -> None:
+    from cifar_cnn import Classifier
 
-    run = train(recipe, epochs=1, batch_size=64, data=tiny_data, runs_dir=tmp_path,
-                verbose=0)
+    run = one_epoch_run(recipe)  # train(recipe, epochs=1, batch_size=64) on tiny_data
     clf = Classifier.load(run.path)
     assert clf.tta == "flip_translate"
     # --batch-size reached the optimizer the run was trained with, per image
