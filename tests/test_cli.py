@@ -21,10 +21,22 @@ TF_CHATTER = ("I0000", "W0000", "E0000", "oneDNN", "cuInit", "cpu_feature_guard"
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return clis([*args], cwd=cwd)[0]
+
+
+def clis(*commands: list[str], cwd: Path | None = None) -> list[subprocess.CompletedProcess]:
+    """`cifar-cnn` commands, each in a fresh process, run at the same time (they must not
+    depend on each other); their results in order."""
     env = os.environ.copy()
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it: the CLI quietens itself
-    return subprocess.run([sys.executable, "-m", "cifar_cnn", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=600)
+    argvs = [[sys.executable, "-m", "cifar_cnn", *args] for args in commands]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=cwd, env=env) for argv in argvs]
+    results = []
+    for argv, proc in zip(argvs, procs, strict=True):
+        out, err = proc.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+    return results
 
 
 def assert_quiet(stderr: str) -> None:
@@ -46,7 +58,13 @@ def test_every_recipe_is_usable_from_fresh_processes(recipe: str, folder_dataset
     used = meta["settings"]["precision"]["used"]  # "auto" resolved for this machine
     assert meta["recipe"]["precision"] == used and used in {"float32", "mixed_bfloat16"}
 
-    ev = cli("evaluate", str(run), "--json")  # as training printed it: the run knows its data
+    # Each in a process of its own, at the same time: they only read the run (evaluate
+    # writes its report/, export its own folder).
+    ev, pr, ex = clis(["evaluate", str(run), "--json"],  # the run knows its data
+                      ["predict", str(run), str(folder_dataset / "test"), "--json",
+                       "--top-k", "2"],
+                      ["export", str(run), "--format", "litert", "--out",
+                       str(tmp_path / "litert")])
     assert ev.returncode == 0, ev.stderr
     assert_quiet(ev.stderr)
     metrics = json.loads(ev.stdout)
@@ -54,7 +72,6 @@ def test_every_recipe_is_usable_from_fresh_processes(recipe: str, folder_dataset
     assert metrics["temperature_fit_on"] == "calibration split"
     assert (run / "report/report.html").is_file()
 
-    pr = cli("predict", str(run), str(folder_dataset / "test"), "--json", "--top-k", "2")
     assert pr.returncode == 0, pr.stderr
     assert_quiet(pr.stderr)
     out = json.loads(pr.stdout)
@@ -76,7 +93,6 @@ def test_every_recipe_is_usable_from_fresh_processes(recipe: str, folder_dataset
     assert "(2, 10)" in bare.stdout
 
     image = next((folder_dataset / "test").rglob("*.png"))
-    ex = cli("export", str(run), "--format", "litert", "--out", str(tmp_path / "litert"))
     assert ex.returncode == 0, ex.stdout + ex.stderr  # gated on the run's own test images
     pe = cli("predict", str(tmp_path / "litert"), str(image), "--json")
     assert pe.returncode == 0, pe.stderr
@@ -223,7 +239,12 @@ def test_models_lists_recipes_and_networks() -> None:
     for name in list_recipes():
         line = next(line for line in recipes.splitlines() if line.split()[:1] == [name])
         assert f"model={get_recipe(name).model}," in line and get_recipe(name).description in line
-    assert [line.strip() for line in models.splitlines()[1:] if line.strip()] == list_models()
+    # What a fresh process registers (this one may hold networks that benchmarks register).
+    fresh = subprocess.run([sys.executable, "-c", "from cifar_cnn.models import list_models; "
+                            "print(*list_models())"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert set(fresh) <= set(list_models())
+    assert [line.strip() for line in models.splitlines()[1:] if line.strip()] == fresh
 
 
 @pytest.mark.parametrize("args,message", [

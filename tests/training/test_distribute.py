@@ -206,7 +206,7 @@ def test_two_workers_train_resume_after_a_crash_and_finish(tmp_path: Path) -> No
         assert procs[0].wait(timeout=120) != 0  # the other one notices and stops
     finally:
         _stop(procs)
-    assert json.loads((run / "metadata.json").read_text())["status"] == "running"
+    assert json.loads((run / "metadata.json").read_text())["status"] == "interrupted"
 
     procs = _start_workers(args, tmp_path, tmp_path)  # the job is restarted
     try:

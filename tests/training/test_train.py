@@ -243,8 +243,9 @@ def test_without_monitoring_nothing_is_evaluated(tiny_data: CifarData, tmp_path:
 
 
 @pytest.mark.parametrize("recipe", __import__("cifar_cnn.recipes").recipes.list_recipes())
-def test_every_recipe_trains_one_epoch(recipe: str, tiny_data: CifarData, tmp_path: Path) -> None:
-    run = train(recipe, epochs=1, batch_size=64, data=tiny_data, runs_dir=tmp_path, verbose=0)
+def test_every_recipe_trains_one_epoch(recipe: str, tiny_data: CifarData,
+                                       one_epoch_run) -> None:
+    run = one_epoch_run(recipe)  # train(recipe, epochs=1, batch_size=64, data=tiny_data)
     clf = Classifier.load(run.path)
     probs = clf.predict(tiny_data.x_test[:3])
     assert probs.shape == (3, 10) and np.isfinite(probs).all()

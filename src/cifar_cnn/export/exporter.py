@@ -33,6 +33,7 @@ from cifar_cnn.runs import (
     PARITY_FILE,
     default_run,
     open_run,
+    recorded_data,
     resolve_artifact,
 )
 from cifar_cnn.runtimes import open_runner
@@ -177,6 +178,10 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
                           f"Received: quantize={quantize!r}")
     src = open_run(run)
     meta = src.read_metadata()
+    if data is None and recorded_data(meta) is None:
+        raise ConfigError("The parity gate runs the export on the run's test images, and this "
+                          "run recorded no data it can find again: give --data (the data it "
+                          "was trained on). Received: data=None")
     ds = load_run_data(meta, data)
     # The gate's images: the run's test split, else its validation split.
     x_gate, y_gate = (ds.x_test, ds.y_test) if ds.has_test else (ds.x_val, ds.y_val)

@@ -29,7 +29,7 @@ from cifar_cnn.data import (
     train_splits,
 )
 from cifar_cnn.data.augment import AlternatingFlipTranslate, make_train_dataset
-from cifar_cnn.errors import ConfigError, RunError
+from cifar_cnn.errors import ConfigError, RunError, WorkerLostError
 from cifar_cnn.files import atomic_path
 from cifar_cnn.images import InputSpec
 from cifar_cnn.models import create_model, data_dependent_init
@@ -435,6 +435,10 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
             run.stop(meta, INTERRUPTED)
         print(f"\nInterrupted. Continue from the last finished epoch with:\n"
               f"  cifar-cnn train --resume {run.path}", file=sys.stderr)
+        raise
+    except WorkerLostError:
+        if chief:  # the job restarts with every worker and resumes its last checkpoint
+            run.stop(meta, INTERRUPTED, "a worker was lost")
         raise
     except Exception as e:
         if chief:
