@@ -335,19 +335,24 @@ def _join(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, n
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def _check_archive(path: Path, sha256: str | None, what: str, advice: str) -> None:
+    """Raise `DataError` unless the file's SHA-256 is `sha256` (None: not checked), before
+    anything is unpickled from it."""
+    if sha256 is None:
+        return
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise DataError(f"{path} is not the official {what} archive or is corrupt/truncated: "
+                        f"its SHA-256 is {actual}, expected {sha256}. {advice}")
+
+
 def read_archive(path: Path, *, sha256: str | None = CIFAR10_SHA256) -> Arrays:
     """Read the official ``cifar-10-python.tar.gz`` without extracting it to disk.
 
     The archive's SHA-256 is checked first; nothing is unpickled from an archive that fails.
     """
-    if sha256 is not None:
-        actual = sha256_file(path)
-        if actual != sha256:
-            raise DataError(
-                f"{path} is not the official CIFAR-10 archive or is corrupt/truncated: its "
-                f"SHA-256 is {actual}, expected {sha256}. Download it again or point --data at "
-                "the extracted batches."
-            )
+    _check_archive(path, sha256, "CIFAR-10",
+                   "Download it again or point --data at the extracted batches.")
     members: dict[str, bytes] = {}
     wanted = {*TRAIN_BATCHES, TEST_BATCH}
     try:
@@ -413,14 +418,9 @@ def read_cifar100_archive(path: Path, *, sha256: str | None = CIFAR100_SHA256) -
     The archive's SHA-256 is checked first (unless `sha256` is None); nothing is unpickled
     from an archive that fails.
     """
-    if sha256 is not None:
-        actual = sha256_file(path)
-        if actual != sha256:
-            raise DataError(
-                f"{path} is not the official CIFAR-100 archive or is corrupt/truncated: its "
-                f"SHA-256 is {actual}, expected {sha256}. Download it again ({CIFAR100_URL}, "
-                f"or --data cifar100), or point --data at its extracted {CIFAR100_DIR}/ folder."
-            )
+    _check_archive(path, sha256, "CIFAR-100",
+                   f"Download it again ({CIFAR100_URL}, or --data cifar100), or point --data at "
+                   f"its extracted {CIFAR100_DIR}/ folder.")
     members: dict[str, bytes] = {}
     try:
         with tarfile.open(path, "r:*") as tar:
