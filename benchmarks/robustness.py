@@ -8,9 +8,11 @@ recipe's test-time augmentation. It also records the expected calibration error 
 of the default, calibrated probabilities and of the raw ones, and the training time. The JPEG
 round trip is the product's (`cifar_cnn.evaluation.corruptions.jpeg_roundtrip`, the sweep
 ``cifar-cnn evaluate RUN --corruptions`` reports too); ``--corruption-images N`` also scores
-each seed on the product's CIFAR-10-C corruptions (all 19, severities 1-5, on the first N
-images of the split, calibrated probabilities with the recipe's TTA) and records the mean over
-the 15 benchmark corruptions, per family and over the held-out ones.
+each seed on the product's CIFAR-10-C corruptions (all 19, severities 1-5, on N images of
+the split in its class proportions, calibrated probabilities with the recipe's TTA) and
+records the mean over the 15 benchmark corruptions, per family and over the held-out ones
+(``--corruption-tta none`` scores them without TTA, six times faster, which is enough to
+compare training choices; ``--measure RUN`` measures a run kept by ``--keep`` again).
 
 ``--split val`` holds out ``--val-size`` training images and evaluates on them instead of the
 test set: that is where augmentation choices are made (``--option jpeg=0.5`` etc. override
@@ -25,6 +27,11 @@ Usage:
         --option jpeg=0 --data ../shared/datasets/cifar10
     python -m benchmarks.robustness --recipe fast94 --seeds 1 --corruption-images 2000 \\
         --data ../shared/datasets/cifar10
+    python -m benchmarks.robustness --recipe fast94 --split val --corruption-images 1000 \\
+        --measure kept/fast94-seed0 --data ../shared/datasets/cifar10  # a run kept by --keep
+    python -m benchmarks.robustness --recipe fast94 --split val --seeds 1 \\
+        --option "distort={'noise': 0.25}" --set "model_options={'whitening_eps': 0.05}" \\
+        --corruption-images 1000 --corruption-tta none --data ../shared/datasets/cifar10
 """
 
 from __future__ import annotations
@@ -56,29 +63,42 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size: int,
              options: dict[str, Any], keep: str | None = None,
              fields: dict[str, Any] | None = None,
-             corruption_images: int = 0) -> dict[str, Any]:
-    """Train one seed in this process and measure it; returns the per-seed record."""
+             corruption_images: int = 0,
+             corruption_tta: str = "default", measure: str | None = None) -> dict[str, Any]:
+    """Train one seed in this process and measure it; returns the per-seed record.
+
+    With `measure` (a run directory kept by ``--keep``), measure that run instead of
+    training: its recipe and training time are read from its metadata.
+    """
     from cifar_cnn import Classifier, train
     from cifar_cnn.calibration import expected_calibration_error
     from cifar_cnn.data import load_cifar10, split_validation
+    from cifar_cnn.data.split import stratified_subset
     from cifar_cnn.evaluation.corruptions import score_corruptions
-    from cifar_cnn.recipes import get_recipe
+    from cifar_cnn.recipes import Recipe, get_recipe
+    from cifar_cnn.runs import RunDir
     from cifar_cnn.tta import predict_probs
 
     recipe = get_recipe(recipe_name).replace(**(fields or {}))
     if options:
         recipe = recipe.replace(augmentation_options={**recipe.augmentation_options, **options})
     ds = load_cifar10(data)
-    with tempfile.TemporaryDirectory() as runs:
-        t0 = time.perf_counter()
-        run = train(recipe, data=ds, seed=seed, runs_dir=runs, monitor_test=False,
-                    val_size=val_size if split == "val" else 0, verbose=2)
-        seconds = time.perf_counter() - t0
-        meta = run.read_metadata()
-        clf = Classifier.load(run.path)
-        if keep:  # for later measurements, e.g. benchmarks.predict_throughput
-            shutil.copytree(run.path, Path(keep) / f"{recipe_name}-seed{seed}",
-                            dirs_exist_ok=True)
+    if measure:  # a kept run, measured again without training
+        run = RunDir(measure)
+        meta, clf = run.read_metadata(), Classifier.load(run.path)
+        seconds = meta["train_seconds"]
+        recipe = Recipe.from_dict(meta["recipe"])
+    else:
+        with tempfile.TemporaryDirectory() as runs:
+            t0 = time.perf_counter()
+            run = train(recipe, data=ds, seed=seed, runs_dir=runs, monitor_test=False,
+                        val_size=val_size if split == "val" else 0, verbose=2)
+            seconds = time.perf_counter() - t0
+            meta = run.read_metadata()
+            clf = Classifier.load(run.path)
+            if keep:  # for later measurements, e.g. --measure or predict_throughput
+                shutil.copytree(run.path, Path(keep) / f"{recipe_name}-seed{seed}",
+                                dirs_exist_ok=True)
     if split == "val":
         _, _, x, y = split_validation(ds.x_train, ds.y_train, val_size, seed=seed)
     else:
@@ -105,12 +125,14 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
             record["ece_calibrated_tta"] = expected_calibration_error(
                 clf.calibrate(raw_tta, tta=tta), y)
     if corruption_images:
-        n = min(corruption_images, len(y))
+        sub = stratified_subset(y, corruption_images, seed=seed)  # every class, not the first
+        n = len(sub)
+        ctta = tta if corruption_tta == "default" else None
         result = score_corruptions(
-            lambda images: clf.calibrate(predict_probs(clf.model, images, tta=tta), tta=tta),
-            x[:n], y[:n], names=True, seed=seed, jpeg_qualities=())
+            lambda images: clf.calibrate(predict_probs(clf.model, images, tta=ctta), tta=ctta),
+            x[sub], y[sub], names=True, seed=seed, jpeg_qualities=())
         record["corruptions"] = {
-            "images": n, "tta": tta, "clean_accuracy": result["clean"]["accuracy"],
+            "images": n, "tta": ctta, "clean_accuracy": result["clean"]["accuracy"],
             "mean_accuracy": result["mean"]["mean_accuracy"],
             "mean_ece": result["mean"]["mean_ece"],
             "per_family": {f: s["mean_accuracy"] for f, s in result["per_family"].items()},
@@ -135,6 +157,7 @@ def summary(args: argparse.Namespace, options: dict, fields: dict, seeds: list[d
     corrupted = [s["corruptions"] for s in seeds if "corruptions" in s]
     corruption_means = {
         "images": corrupted[0]["images"],
+        "tta": corrupted[0]["tta"],
         "mean_accuracy": round(statistics.fmean(c["mean_accuracy"] for c in corrupted), 5),
         "mean_ece": round(statistics.fmean(c["mean_ece"] for c in corrupted), 5),
         "held_out_accuracy": round(statistics.fmean(c["held_out_accuracy"]
@@ -148,6 +171,7 @@ def summary(args: argparse.Namespace, options: dict, fields: dict, seeds: list[d
         "images": 10000 if args.split == "test" else args.val_size,
         "augmentation_options": options or "the recipe's",
         "recipe_changes": fields,
+        **({"measured_run": args.measure} if getattr(args, "measure", None) else {}),
         **({"seeds_missing": missing} if missing else {}),
         "seeds": seeds,
         "mean_accuracy": {n: mean("accuracy", n) for n in names},
@@ -177,8 +201,13 @@ def main() -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--keep", default=None, help="copy each seed's run directory into this folder")
     p.add_argument("--corruption-images", type=int, default=0, metavar="N",
-                   help="also score CIFAR-10-C corruptions (the product's) on the first N "
-                        "images of the split (default 0: not)")
+                   help="also score CIFAR-10-C corruptions (the product's) on N images of the "
+                        "split, every class in its share (default 0: not)")
+    p.add_argument("--corruption-tta", choices=["default", "none"], default="default",
+                   help="TTA for the corruption scores: the recipe's (default) or none, "
+                        "six times faster with flips + shifts, for ablations")
+    p.add_argument("--measure", default=None, metavar="RUN",
+                   help="measure a run kept by --keep instead of training (its seed only)")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     options = parse_options(args.option)
@@ -187,10 +216,14 @@ def main() -> None:
     if args.child is not None:  # one seed, result as the last line of stdout
         print(json.dumps(run_seed(args.recipe, args.child, args.data, args.split,
                                   args.val_size, options, args.keep, fields,
-                                  args.corruption_images)))
+                                  args.corruption_images, args.corruption_tta,
+                                  args.measure)))
         return
 
     planned = list(range(args.first_seed, args.first_seed + args.seeds))
+    if args.measure:
+        meta = json.loads((Path(args.measure) / "metadata.json").read_text())
+        planned = [int(meta["settings"]["seed"])]
     seeds: list[dict] = []
     path = None
     for seed in planned:
@@ -200,7 +233,9 @@ def main() -> None:
         cmd += [a for o in args.set for a in ("--set", o)]
         cmd += ["--data", args.data] if args.data else []
         cmd += ["--keep", str(Path(args.keep).resolve())] if args.keep else []
-        cmd += ["--corruption-images", str(args.corruption_images)]
+        cmd += ["--corruption-images", str(args.corruption_images),
+                "--corruption-tta", args.corruption_tta]
+        cmd += ["--measure", str(Path(args.measure).resolve())] if args.measure else []
         seeds.append(run_child(cmd))
         print(json.dumps(seeds[-1]), flush=True)
         numbers = summary(args, options, fields, seeds, planned)

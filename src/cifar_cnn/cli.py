@@ -259,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "RUN), or comma-separated corruption names, families (noise, blur, "
                         "weather, digital), benchmark (the 15) or held_out (the 4)")
     p.add_argument("--corruption-images", type=int, default=None, metavar="N",
-                   help="score the corruptions on the split's first N images (default: all; "
-                        "each corruption and severity predicts them once more)")
+                   help="score the corruptions on N of the split's images, every class in "
+                        "its share, chosen by --corruption-seed (default: all; each "
+                        "corruption and severity predicts them once more)")
     p.add_argument("--corruption-seed", type=int, default=0, metavar="SEED",
                    help="random numbers of the corruptions (default 0)")
     p.set_defaults(func=cmd_evaluate)

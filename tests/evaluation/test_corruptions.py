@@ -345,7 +345,6 @@ def test_evaluate_with_corruptions(run_copy: Path, tiny_data) -> None:
     assert list(result["per_corruption"]) == ["fog", "spatter"]  # the registry's order
     assert list(result["per_family"]) == ["weather"] and result["mean"]["complete"] is False
     assert result["probabilities"].startswith("calibrated")
-    # the clean images' accuracy is that of the split's first 20 images
     assert 0 <= result["clean"]["accuracy"] <= 1
     on_disk = json.loads((run_copy / "report/metrics.json").read_text())
     assert on_disk["corruptions"]["per_corruption"]["fog"]["accuracy"] == (
@@ -358,6 +357,19 @@ def test_evaluate_with_corruptions(run_copy: Path, tiny_data) -> None:
         assert metrics[key] == plain[key]
     with pytest.raises(ConfigError, match="Unknown corruption"):
         cifar_cnn.evaluate(run_copy, data=tiny_data, corruptions="rain")
+
+
+def test_the_corruption_subset_takes_every_class_in_its_share() -> None:
+    from cifar_cnn.data.split import stratified_subset
+
+    y = np.repeat(np.arange(10), 100)  # class by class, as a folder tree loads
+    sub = stratified_subset(y, 200, seed=3)
+    assert list(np.bincount(y[sub])) == [20] * 10
+    assert np.array_equal(sub, np.sort(sub)) and len(set(sub)) == 200
+    assert np.array_equal(sub, stratified_subset(y, 200, seed=3))
+    assert not np.array_equal(sub, stratified_subset(y, 200, seed=4))
+    assert np.array_equal(stratified_subset(y, 5000), np.arange(1000))  # all of them
+    assert len(set(stratified_subset(y, 4, seed=0))) == 4  # fewer than the classes
 
 
 def test_cli_evaluate_corruptions(run_copy: Path, folder_dataset: Path, capsys) -> None:

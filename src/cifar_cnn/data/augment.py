@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from cifar_cnn.data.distort import check_shares, distort
 from cifar_cnn.errors import ConfigError
 
 AUGMENTATIONS = ("flip", "flip_translate", "alternating_flip_translate")
@@ -108,6 +110,9 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         soften: share of the images in each batch that are shrunk to between
             `soften_scale` and 1 times their size and enlarged back (see `soften`), as
             soft as a photo downscaled to 32x32 can look. Applied before JPEG.
+        distort: share of each batch per robustness distortion of
+            `cifar_cnn.data.distort` (``{"augmix": 0.3, "noise": 0.2}``): AugMix-style
+            chains, lower contrast, pixel noise. Applied after softening, before JPEG.
         one_hot: number of classes to one-hot encode labels to (0: keep integer labels).
         first_epoch: the epoch training starts at (after a resume).
         sizes: the side of the training images in each epoch (progressive resizing, which
@@ -126,7 +131,8 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
                  alternate: bool = True, jpeg: float = 0.0,
                  jpeg_quality: tuple[int, int] = (30, 95), jpeg_epochs: int | None = None,
                  jpeg_full_size_only: bool = False, soften: float = 0.0,
-                 soften_scale: float = 0.5, seed: int = 0, one_hot: int = 0,
+                 soften_scale: float = 0.5, distort: dict[str, float] | None = None,
+                 seed: int = 0, one_hot: int = 0,
                  first_epoch: int = 0, sizes: tuple[int, ...] = (),
                  size_mode: str = "crop", shard: tuple[int, int] = (0, 1)) -> None:
         super().__init__()
@@ -147,6 +153,8 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         self.jpeg, self.jpeg_quality = jpeg, (int(lo), int(hi))
         self.jpeg_epochs, self.jpeg_full_size_only = jpeg_epochs, jpeg_full_size_only
         self.soften, self.soften_scale = soften, soften_scale
+        self.distort = {k: float(v) for k, v in (distort or {}).items() if v}
+        check_shares(self.distort)
         check_sizes(sizes, size_mode, x.shape[1:3])
         self.worker, self.num_workers = shard
         if batch_size % self.num_workers:
@@ -185,6 +193,8 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
             sel = np.flatnonzero(rng.random(len(idx)) < self.soften)
             if len(sel):
                 batch[sel] = soften(batch[sel], rng.uniform(self.soften_scale, 1.0))
+        if self.distort:
+            batch = distort(batch, rng, self.distort)
         size = self.sizes[self.epoch] if self.epoch < len(self.sizes) else None
         full_size = size is None or (size, size) == (h, w)
         if (self.jpeg and (self.jpeg_epochs is None or self.epoch < self.jpeg_epochs)
@@ -284,8 +294,8 @@ def make_train_dataset(
         raise ConfigError(f"Unknown augmentation {augmentation!r}; choose from "
                          f"{', '.join(AUGMENTATIONS)} or None.")
     options = dict(options or {})
-    known = {"translate", "alternate", "jpeg", "jpeg_quality", "jpeg_epochs",
-             "jpeg_full_size_only", "soften", "soften_scale"}
+    known = set(inspect.signature(AlternatingFlipTranslate).parameters) - set(
+        inspect.signature(make_train_dataset).parameters) - {"x", "y", "batch_size", "one_hot"}
     if augmentation != "alternating_flip_translate":
         known = set()
     if set(options) - known:

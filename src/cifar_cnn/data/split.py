@@ -53,6 +53,25 @@ def split_validation(
     return x[tr], y[tr], x[va], y[va]
 
 
+def stratified_subset(y: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
+    """Sorted indices of `n` of the images of `y`, in its class proportions, chosen by `seed`.
+
+    A short evaluation on "the first n images" sees one class when the data comes class by
+    class (a folder tree always does; so does a stratified split); this sees every class.
+    All images when `n` is at least their number; a plain seeded sample when a class is too
+    small to stratify (fewer than two images, or fewer images than classes in the subset).
+    """
+    y = np.asarray(y).reshape(-1)
+    if n >= len(y):
+        return np.arange(len(y))
+    idx = np.arange(len(y))
+    try:
+        _, chosen = train_test_split(idx, test_size=int(n), stratify=y, random_state=seed)
+    except ValueError:  # a class of one image, or n below the number of classes
+        chosen = np.random.default_rng(seed).choice(idx, int(n), replace=False)
+    return np.sort(chosen)
+
+
 def stratified_holdout(y: np.ndarray, fraction: float, *,
                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Hold out `fraction` of each class's images, at random but reproducibly.

@@ -18,6 +18,7 @@ from cifar_cnn.calibration import (
     validate_probs_and_labels,
 )
 from cifar_cnn.data import CifarData, evaluation_split, load_run_data
+from cifar_cnn.data.split import stratified_subset
 from cifar_cnn.errors import ConfigError, DataError, RunError
 from cifar_cnn.evaluation.corruptions import (
     JPEG_QUALITIES,
@@ -65,8 +66,9 @@ def evaluate(
             95/75/50, under metrics["corruptions"] and in the report. Each corruption and
             severity predicts the images once more (times the TTA views): on a CPU,
             `corruption_images` keeps it short.
-        corruption_images: score the corruptions on the split's first N images (default:
-            all of them; CIFAR-10's test set is in random order).
+        corruption_images: score the corruptions on N of the split's images, in its class
+            proportions and chosen by `seed` (`cifar_cnn.data.split.stratified_subset`;
+            default: all of them).
         seed: the corruptions' random numbers (see `cifar_cnn.evaluation.corruptions.corrupt`).
 
     Returns:
@@ -127,7 +129,8 @@ def evaluate(
         dataset_fingerprint_matches=(ds.fingerprint == meta.get("dataset", {}).get("fingerprint")),
     )
     if chosen:
-        n = len(y) if corruption_images is None else min(int(corruption_images), len(y))
+        n = len(y) if corruption_images is None else int(corruption_images)
+        sub = stratified_subset(y, n, seed=seed)
 
         def predict(images: Any) -> Any:  # the probabilities `predict` gives by default
             raw = clf.raw_probs(images, use_tta)
@@ -136,8 +139,8 @@ def evaluate(
             return apply_temperature(raw, temperature)
 
         metrics["corruptions"] = {
-            **score_corruptions(predict, x[:n], y[:n], names=chosen, seed=seed,
-                                jpeg_qualities=JPEG_QUALITIES, clean_probs=calibrated[:n]),
+            **score_corruptions(predict, x[sub], y[sub], names=chosen, seed=seed,
+                                jpeg_qualities=JPEG_QUALITIES, clean_probs=calibrated[sub]),
             "probabilities": f"calibrated (temperature {float(temperature):.4g})",
         }
     metrics["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
