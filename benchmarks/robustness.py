@@ -84,7 +84,7 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
         recipe = recipe.replace(augmentation_options={**recipe.augmentation_options, **options})
     ds = load_cifar10(data)
     if measure:  # a kept run, measured again without training
-        run = RunDir(measure)
+        run = RunDir(Path(measure))
         meta, clf = run.read_metadata(), Classifier.load(run.path)
         seconds = meta["train_seconds"]
         recipe = Recipe.from_dict(meta["recipe"])
@@ -105,6 +105,7 @@ def run_seed(recipe_name: str, seed: int, data: str | None, split: str, val_size
         x, y = ds.x_test, ds.y_test
     tta = clf.tta or "flip"
     record: dict[str, Any] = {"seed": seed, "augmentation_options": recipe.augmentation_options,
+                              "model_options": recipe.model_options, "epochs": recipe.epochs,
                               "train_seconds": round(seconds, 2),
                               "fit_seconds": meta["train_seconds"], "tta": tta,
                               "precision": meta["settings"]["precision"]["used"],

@@ -91,14 +91,17 @@ QUICK = register_recipe(
 # faintest patch directions (and pixel noise with them) at 4.5x instead of 32x. Each choice
 # was made on a 5,000-image validation split, scored on the benchmark's 4 held-out
 # corruptions (speckle noise, Gaussian blur, spatter, saturate), never the 15 it reports;
-# the rows are in benchmarks/README.md, "Robustness".
+# the rows are in benchmarks/README.md, "Robustness to common corruptions". On that split
+# (seed 0, one run each): clean 92.86% with TTA against fast94's 93.78%; held-out
+# corruptions 87.6% against 73.1%, the 15 benchmark ones 86.3% against 68.8% (no TTA).
 ROBUST = register_recipe(
     FAST94.replace(
         name="robust",
         model_options={"whitening_eps": 0.05},
         augmentation_options={**FAST94.augmentation_options,
                               "distort": {"augmix": 0.3, "contrast": 0.1, "noise": 0.25}},
-        description="fast94 trained to hold up on real-world images: noise, blur, low "
-                    "contrast, JPEG. The packaged default model.",
+        description="fast94 trained to hold up on noisy, blurred, low-contrast and JPEG "
+                    "images: about 86% under common corruptions against fast94's 69%, a "
+                    "point lower on clean ones.",
     )
 )
