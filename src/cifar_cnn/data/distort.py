@@ -43,6 +43,11 @@ AUGMIX_DEPTH = (1, 3)
 AUGMIX_SEVERITY = 0.3
 
 
+def _pixels(x: np.ndarray) -> Images:
+    """Float pixel values (0..255) rounded and clipped to uint8."""
+    return np.rint(np.clip(x, 0, 255)).astype(np.uint8)
+
+
 def _level(rng: np.random.Generator, n: int) -> np.ndarray:
     """AugMix's per-image operation strength as a fraction of each operation's maximum:
     uniform in [0.01, severity]."""
@@ -102,7 +107,7 @@ def _autocontrast(x: Images, rng: np.random.Generator) -> Images:
     hi = x.max(axis=(1, 2), keepdims=True).astype(np.float32)
     scale = np.where(hi > lo, 255.0 / np.maximum(hi - lo, 1.0), 1.0)
     shift = np.where(hi > lo, lo, 0.0)
-    return np.rint(np.clip((x - shift) * scale, 0, 255)).astype(np.uint8)
+    return _pixels((x - shift) * scale)
 
 
 def _equalize(x: Images, rng: np.random.Generator) -> Images:
@@ -157,7 +162,7 @@ def augmix(images: Images, rng: np.random.Generator) -> Images:
                     chain[sel] = op(chain[sel], rng)
         mixed += weights[:, k, None, None, None] * chain
     m = rng.beta(1.0, 1.0, n).astype(np.float32)[:, None, None, None]
-    return np.rint(np.clip((1 - m) * images + m * mixed, 0, 255)).astype(np.uint8)
+    return _pixels((1 - m) * images + m * mixed)
 
 
 def lower_contrast(images: Images, rng: np.random.Generator) -> Images:
@@ -165,7 +170,7 @@ def lower_contrast(images: Images, rng: np.random.Generator) -> Images:
     x = images.astype(np.float32)
     means = x.mean(axis=(1, 2), keepdims=True)
     c = rng.uniform(*CONTRAST_FACTOR, len(x)).astype(np.float32)[:, None, None, None]
-    return np.rint(np.clip((x - means) * c + means, 0, 255)).astype(np.uint8)
+    return _pixels((x - means) * c + means)
 
 
 def add_noise(images: Images, rng: np.random.Generator) -> Images:
@@ -184,7 +189,7 @@ def add_noise(images: Images, rng: np.random.Generator) -> Images:
     amount = rng.uniform(*IMPULSE_AMOUNT, i.sum())[:, None, None, None]
     u = rng.random(x[i].shape)
     out[i] = np.where(u < amount / 2, 0.0, np.where(u > 1 - amount / 2, 1.0, x[i]))
-    return np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return _pixels(out * 255.0)
 
 
 # name -> function, in the order `distort` applies them: geometry and colour first, then
