@@ -5,9 +5,9 @@ measures the packed model on the full 10,000-image test set (with the recipe's T
 calibrated) and on the fixed 1,000-image subset the tests check (the first 100 test images
 of each class), and writes both, the SHA-256s and how it was trained into its metadata.json.
 
-Usage (how the shipped model was made; see README "The default model"):
-    cifar-cnn train --recipe fast94 --seed 0 --data ../shared/datasets/cifar10 --name fast94-seed0
-    python scripts/make_default_model.py runs/fast94-seed0 --data ../shared/datasets/cifar10
+Usage (see README "The default model" for how the shipped model was made):
+    cifar-cnn train --recipe robust --seed 0 --data ../shared/datasets/cifar10 --name robust-seed0
+    python scripts/make_default_model.py runs/robust-seed0 --data ../shared/datasets/cifar10
 """
 
 from __future__ import annotations
@@ -31,9 +31,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True)
-    p.add_argument("--name", default="fast94")
+    p.add_argument("--name", default=None,
+                   help="the folder under pretrained/ (default: the package's DEFAULT_MODEL)")
     p.add_argument("--trained-commit", default=None,
                    help="the cifar-cnn commit RUN was trained with (default: from its metadata)")
+    p.add_argument("--trained-with", default=None,
+                   help="the command that trained RUN, when it was not `cifar-cnn train "
+                        "--recipe R --seed S` (e.g. a benchmark that kept its run)")
     args = p.parse_args()
 
     from cifar_cnn import evaluate
@@ -41,8 +45,9 @@ def main() -> None:
     from cifar_cnn.files import sha256_file, write_json
     from cifar_cnn.predict import Classifier
     from cifar_cnn.pretrained import pack_run
-    from cifar_cnn.runs import RunDir
+    from cifar_cnn.runs import DEFAULT_MODEL, RunDir
 
+    args.name = args.name or DEFAULT_MODEL
     out = Path(__file__).resolve().parents[1] / "src" / "cifar_cnn" / "pretrained" / args.name
     packed = pack_run(args.run, out)
     metrics = evaluate(packed.path, data=args.data, report=False)
@@ -54,11 +59,12 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
     trained_commit = args.trained_commit or source.get("environment", {}).get("commit", "?")
+    default_command = (f"cifar-cnn train --recipe {source['recipe']['name']} --seed "
+                       f"{source['settings']['seed']}")
     meta = packed.read_metadata()
     meta["name"] = args.name
     meta["provenance"] = {
-        "trained_with": (f"cifar-cnn train --recipe {source['recipe']['name']} --seed "
-                         f"{source['settings']['seed']} (cifar-cnn commit "
+        "trained_with": (f"{args.trained_with or default_command} (cifar-cnn commit "
                          f"{trained_commit})"),
         "packed_by": f"python scripts/make_default_model.py (commit {commit})",
         "cpu": source.get("environment", {}).get("cpu"),

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from cifar_cnn.errors import RunError
-from cifar_cnn.pretrained import default_run, pack_run
+from cifar_cnn.pretrained import DEFAULT_MODEL, default_run, pack_run
 
 
 def _h5_dtypes(keras_file: Path) -> dict[str, tuple[str, int]]:
@@ -51,8 +51,8 @@ def test_pack_run_halves_large_arrays_and_drops_the_optimizer(trained_run: Path,
         pack_run(trained_run, packed.path)
 
 
-# The shipped model file (src/cifar_cnn/pretrained/fast94/model.keras); see README.
-DEFAULT_MODEL_SHA256 = "4d1ede93fe1dd994349483bd480a5d1964f109ffc9d20ef2bf22952ef72eda2b"
+# The shipped model file (src/cifar_cnn/pretrained/robust/model.keras); see README.
+DEFAULT_MODEL_SHA256 = "60123ec7bf2c9ded1e5641df4dbe5dc42f8731cd8eb1f6ddc0b9378fab737cf7"
 
 
 def test_default_model_is_the_recorded_one() -> None:
@@ -63,7 +63,8 @@ def test_default_model_is_the_recorded_one() -> None:
     digest = hashlib.sha256((run / "model.keras").read_bytes()).hexdigest()
     assert digest == DEFAULT_MODEL_SHA256 == meta["provenance"]["model_sha256"]
     assert (run / "model.keras").stat().st_size < 6_000_000
-    assert meta["recipe"]["name"] == "fast94" and set(meta["calibration"]["modes"]) == {
+    assert meta["recipe"]["name"] == DEFAULT_MODEL == "robust"
+    assert set(meta["calibration"]["modes"]) == {
         "none", "flip", "flip_translate"}
 
 

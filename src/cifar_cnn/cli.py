@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", parents=[common], help="class probabilities for image files")
     p.add_argument("inputs", nargs="+", metavar="[RUN] IMAGE",
                    help="optionally a run directory, .keras model file or export (SavedModel "
-                        "folder, .tflite, .onnx) first (default: the packaged fast94 model), "
+                        "folder, .tflite, .onnx) first (default: the packaged model), "
                         "then image files (PNG, JPEG, BMP, GIF, WebP, TIFF...), directories "
                         "(read recursively) or glob patterns")
     p.add_argument("--top-k", type=int, default=3, help="classes to list per image (default 3)")
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="litert only: float16 weights, or full-integer int8 (activation "
                         "ranges from a few hundred training images)")
     p.add_argument("--out", help="export folder (default RUN/export/FORMAT[-QUANTIZE]; for "
-                                 "the packaged model exports/fast94/... in this directory); "
+                                 "the packaged model exports/robust/... in this directory); "
                                  "replaced only when the new export passes")
     p.add_argument("--data", help=data_help + "; its test (else validation) split gates "
                                               "the export")

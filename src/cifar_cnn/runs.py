@@ -68,7 +68,7 @@ _EXPORT_SUFFIXES = {".tflite": "litert", ".onnx": "onnx"}
 DOWNLOADABLE_DATA = ("cifar10", "cifar100")
 
 # The packaged default model: a run directory inside the installed package.
-DEFAULT_MODEL = "fast94"
+DEFAULT_MODEL = "robust"
 
 # Run statuses in metadata.json.
 RUNNING, INTERRUPTED, FAILED, COMPLETE = "running", "interrupted", "failed", "complete"
