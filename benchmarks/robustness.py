@@ -13,6 +13,8 @@ the split in its class proportions, calibrated probabilities with the recipe's T
 records the mean over the 15 benchmark corruptions, per family and over the held-out ones
 (``--corruption-tta none`` scores them without TTA, six times faster, which is enough to
 compare training choices; ``--measure RUN`` measures a run kept by ``--keep`` again).
+A measurement split over sessions (``--first-seed``) becomes one table with ``--combine``,
+which refuses parts that measured different things.
 
 ``--split val`` holds out ``--val-size`` training images and evaluates on them instead of the
 test set: that is where augmentation choices are made (``--option jpeg=0.5`` etc. override
@@ -32,6 +34,8 @@ Usage:
     python -m benchmarks.robustness --recipe fast94 --split val --seeds 1 \\
         --option "distort={'noise': 0.25}" --set "model_options={'whitening_eps': 0.05}" \\
         --corruption-images 1000 --corruption-tta none --data ../shared/datasets/cifar10
+    python -m benchmarks.robustness --combine benchmarks/results/robustness-robust-A.json \
+        benchmarks/results/robustness-robust-B.json  # seeds 0 and 1-2, one table
 """
 
 from __future__ import annotations
@@ -165,6 +169,11 @@ def summary(args: argparse.Namespace, options: dict, fields: dict, seeds: list[d
                                                     for c in corrupted), 5),
         "per_family": {f: round(statistics.fmean(c["per_family"][f] for c in corrupted), 5)
                        for f in corrupted[0]["per_family"]},
+        "per_corruption": {n: round(statistics.fmean(c["per_corruption"][n]
+                                                     for c in corrupted), 5)
+                           for n in corrupted[0]["per_corruption"]},
+        "range_mean_accuracy": [min(c["mean_accuracy"] for c in corrupted),
+                                max(c["mean_accuracy"] for c in corrupted)],
     } if corrupted else None
     return {
         "recipe": args.recipe,
@@ -177,6 +186,8 @@ def summary(args: argparse.Namespace, options: dict, fields: dict, seeds: list[d
         "seeds": seeds,
         "mean_accuracy": {n: mean("accuracy", n) for n in names},
         "mean_accuracy_tta": {n: mean("accuracy_tta", n) for n in names},
+        "range_accuracy_tta": {n: [min(s["accuracy_tta"][n] for s in seeds),
+                                   max(s["accuracy_tta"][n] for s in seeds)] for n in names},
         "mean_ece_raw": mean("ece_raw"),
         "mean_ece_calibrated": mean("ece_calibrated"),
         "mean_ece_raw_tta": mean("ece_raw_tta"),
@@ -186,6 +197,58 @@ def summary(args: argparse.Namespace, options: dict, fields: dict, seeds: list[d
         "max_peak_rss_mb": max(s["peak_rss_mb"] for s in seeds),
         **({"mean_corruptions": corruption_means} if corruption_means else {}),
     }
+
+
+# What must agree between results before their seeds can share one table.
+PROTOCOL = ("recipe", "split", "images", "augmentation_options", "recipe_changes")
+SEED_PROTOCOL = ("augmentation_options", "model_options", "epochs", "tta")
+
+
+def combine(paths: list[Path]) -> dict:
+    """The seeds of several finished results of one protocol, as one table.
+
+    A long multi-seed measurement may have to be split over sessions (``--first-seed``);
+    this checks that the parts measured the same thing (recipe, split, options, the
+    corruption images and TTA), that no seed is counted twice, and summarises them together,
+    keeping where each seed came from (file, commit, host).
+    """
+    results = [(Path(f), json.loads(Path(f).read_text())) for f in paths]
+    seeds: list[dict] = []
+    for path, r in results:
+        if r.get("seeds_missing"):
+            raise SystemExit(f"{path}: seeds {r['seeds_missing']} were never run; combine "
+                             "finished results only")
+        for key in PROTOCOL:
+            if r.get(key) != results[0][1].get(key):
+                raise SystemExit(f"{path}: {key} is {r.get(key)!r}, but "
+                                 f"{results[0][0]} has {results[0][1].get(key)!r}; "
+                                 "only results of one protocol can share a table")
+        source = {"file": path.name, "commit": r["commit"], "cpu": r["cpu"]}
+        seeds += [{**s, "source": source} for s in r["seeds"]]
+    first = seeds[0]
+    for s in seeds:
+        for key in SEED_PROTOCOL:
+            if s.get(key) != first.get(key):
+                raise SystemExit(f"{s['source']['file']}: seed {s['seed']} has {key} "
+                                 f"{s.get(key)!r}, seed {first['seed']} has "
+                                 f"{first.get(key)!r}")
+        c, c0 = s.get("corruptions"), first.get("corruptions")
+        if (c and (c["images"], c["tta"])) != (c0 and (c0["images"], c0["tta"])):
+            raise SystemExit(f"{s['source']['file']}: seed {s['seed']}'s corruptions were "
+                             f"scored as {c and (c['images'], c['tta'])!r} (images, TTA), "
+                             f"seed {first['seed']}'s as {c0 and (c0['images'], c0['tta'])!r}")
+    numbers = sorted(s["seed"] for s in seeds)
+    if len(set(numbers)) != len(numbers):
+        raise SystemExit(f"a seed appears twice among {numbers}: each seed counts once")
+    seeds.sort(key=lambda s: s["seed"])
+    head = results[0][1]
+    options = head["augmentation_options"]
+    args = argparse.Namespace(recipe=head["recipe"], split=head["split"],
+                              val_size=head["images"])
+    return {**summary(args, options if isinstance(options, dict) else {},
+                      head["recipe_changes"], seeds, numbers),
+            "combined_from": [{"file": p.name, "commit": r["commit"], "cpu": r["cpu"],
+                               "command": r["command"]} for p, r in results]}
 
 
 def main() -> None:
@@ -209,8 +272,18 @@ def main() -> None:
                         "six times faster with flips + shifts, for ablations")
     p.add_argument("--measure", default=None, metavar="RUN",
                    help="measure a run kept by --keep instead of training (its seed only)")
+    p.add_argument("--combine", nargs="+", default=None, metavar="RESULT",
+                   help="write one table of the seeds of these finished result files "
+                        "(one protocol, split over sessions with --first-seed); trains nothing")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.combine:
+        numbers = combine([Path(f) for f in args.combine])
+        path = write_result(f"robustness-{numbers['recipe']}", numbers)
+        print(f"{numbers['recipe']} on {numbers['split']}, seeds "
+              f"{[s['seed'] for s in numbers['seeds']]}: with TTA "
+              f"{numbers['mean_accuracy_tta']} -> {path}")
+        return
     options = parse_options(args.option)
     fields = parse_options(args.set)
 

@@ -257,3 +257,68 @@ def test_robustness_result_is_rewritten_after_each_seed(tmp_path: Path,
     final = json.loads(path.read_text())
     assert "seeds_missing" not in final
     assert final["mean_accuracy_tta"]["png"] == pytest.approx(0.94)
+
+
+def _robustness_result(tmp_path: Path, name: str, seeds: list[int], images: int = 10000,
+                       missing: list[int] | None = None) -> Path:
+    """A finished robustness result file of the ``robust`` recipe for the given seeds."""
+    def seed(n: int) -> dict:
+        acc = 0.93 + n / 100
+        return {"seed": n, "augmentation_options": {"flip": True}, "model_options": {},
+                "epochs": 16, "tta": "flip", "accuracy": {"png": acc},
+                "accuracy_tta": {"png": acc + 0.01}, "ece_raw": 0.2, "ece_calibrated": 0.01,
+                "ece_raw_tta": 0.2, "ece_calibrated_tta": 0.01, "train_seconds": 10.0,
+                "train_pflops": 0.25, "peak_rss_mb": 100.0,
+                "corruptions": {"images": images, "tta": None, "mean_accuracy": acc - 0.05,
+                                "mean_ece": 0.02, "held_out_accuracy": acc - 0.04,
+                                "per_family": {"noise": acc - 0.1},
+                                "per_corruption": {"gaussian_noise": acc - 0.1}}}
+
+    record = {"recipe": "robust", "split": "test", "images": 10000,
+              "augmentation_options": "the recipe's", "recipe_changes": {},
+              "commit": "abc1234", "cpu": "AMD EPYC", "command": "python -m ...",
+              "seeds": [seed(n) for n in seeds], **({"seeds_missing": missing} if missing else {})}
+    path = tmp_path / name
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_robustness_combine_makes_one_table_of_seeds_from_two_sessions(tmp_path: Path) -> None:
+    from benchmarks.robustness import combine
+
+    numbers = combine([_robustness_result(tmp_path, "b.json", [1, 2]),
+                       _robustness_result(tmp_path, "a.json", [0])])
+    assert [s["seed"] for s in numbers["seeds"]] == [0, 1, 2]
+    assert numbers["seeds"][0]["source"]["file"] == "a.json"
+    assert numbers["mean_accuracy_tta"]["png"] == pytest.approx(0.95)
+    assert numbers["range_accuracy_tta"]["png"] == pytest.approx([0.94, 0.96])
+    corr = numbers["mean_corruptions"]
+    assert corr["mean_accuracy"] == pytest.approx(0.89)
+    assert corr["per_corruption"]["gaussian_noise"] == pytest.approx(0.84)
+    assert [c["file"] for c in numbers["combined_from"]] == ["b.json", "a.json"]
+    assert "seeds_missing" not in numbers
+
+
+@pytest.mark.parametrize("parts, message", [
+    ([("a.json", [0], 10000, None), ("b.json", [1], 1000, None)], "corruptions were scored"),
+    ([("a.json", [0, 1], 10000, None), ("b.json", [1], 10000, None)], "appears twice"),
+    ([("a.json", [0], 10000, [1]), ("b.json", [2], 10000, None)], "never run"),
+])
+def test_robustness_combine_refuses_parts_that_do_not_belong_together(
+        tmp_path: Path, parts: list, message: str) -> None:
+    from benchmarks.robustness import combine
+
+    files = [_robustness_result(tmp_path, name, seeds, images, missing)
+             for name, seeds, images, missing in parts]
+    with pytest.raises(SystemExit, match=message):
+        combine(files)
+
+
+def test_robustness_combine_refuses_another_recipe(tmp_path: Path) -> None:
+    from benchmarks.robustness import combine
+
+    a = _robustness_result(tmp_path, "a.json", [0])
+    b = _robustness_result(tmp_path, "b.json", [1])
+    b.write_text(b.read_text().replace('"robust"', '"fast94"'))
+    with pytest.raises(SystemExit, match="recipe is 'fast94'"):
+        combine([a, b])
