@@ -204,6 +204,17 @@ PROTOCOL = ("recipe", "split", "images", "augmentation_options", "recipe_changes
 SEED_PROTOCOL = ("augmentation_options", "model_options", "epochs", "tta")
 
 
+def _read_result(path: Path) -> dict:
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"{path}: not a readable result file ({e}); give the JSON files "
+                         "benchmarks.robustness wrote under benchmarks/results/") from None
+    if not isinstance(result, dict) or "seeds" not in result:
+        raise SystemExit(f"{path}: no 'seeds' in it; is it a benchmarks.robustness result?")
+    return result
+
+
 def combine(paths: list[Path]) -> dict:
     """The seeds of several finished results of one protocol, as one table.
 
@@ -212,7 +223,7 @@ def combine(paths: list[Path]) -> dict:
     corruption images and TTA), that no seed is counted twice, and summarises them together,
     keeping where each seed came from (file, commit, host).
     """
-    results = [(Path(f), json.loads(Path(f).read_text())) for f in paths]
+    results = [(Path(f), _read_result(Path(f))) for f in paths]
     seeds: list[dict] = []
     for path, r in results:
         if r.get("seeds_missing"):

@@ -322,3 +322,14 @@ def test_robustness_combine_refuses_another_recipe(tmp_path: Path) -> None:
     b.write_text(b.read_text().replace('"robust"', '"fast94"'))
     with pytest.raises(SystemExit, match="recipe is 'fast94'"):
         combine([a, b])
+
+
+def test_robustness_combine_names_a_file_it_cannot_read(tmp_path: Path) -> None:
+    from benchmarks.robustness import combine
+
+    good = _robustness_result(tmp_path, "a.json", [0])
+    broken = tmp_path / "b.json"
+    broken.write_text("{")
+    for bad in (broken, tmp_path / "missing.json"):
+        with pytest.raises(SystemExit, match=f"{bad.name}: not a readable result file"):
+            combine([good, bad])
