@@ -14,7 +14,8 @@ records the mean over the 15 benchmark corruptions, per family and over the held
 (``--corruption-tta none`` scores them without TTA, six times faster, which is enough to
 compare training choices; ``--measure RUN`` measures a run kept by ``--keep`` again).
 A measurement split over sessions (``--first-seed``) becomes one table with ``--combine``,
-which refuses parts that measured different things.
+which refuses parts that measured different things and joins the finished seeds of a
+run that was cut off.
 
 ``--split val`` holds out ``--val-size`` training images and evaluates on them instead of the
 test set: that is where augmentation choices are made (``--option jpeg=0.5`` etc. override
@@ -216,19 +217,19 @@ def _read_result(path: Path) -> dict:
 
 
 def combine(paths: list[Path]) -> dict:
-    """The seeds of several finished results of one protocol, as one table.
+    """The finished seeds of several results of one protocol, as one table.
 
-    A long multi-seed measurement may have to be split over sessions (``--first-seed``);
-    this checks that the parts measured the same thing (recipe, split, options, the
-    corruption images and TTA), that no seed is counted twice, and summarises them together,
-    keeping where each seed came from (file, commit, host).
+    A long multi-seed measurement may have to be split over sessions (``--first-seed``), or
+    be cut off after some seeds; this checks that the parts measured the same thing (recipe,
+    split, options, the corruption images and TTA), that no seed is counted twice, and
+    summarises the seeds that finished together, keeping where each came from (file, commit,
+    host) and which seeds a cut-off part never ran.
     """
     results = [(Path(f), _read_result(Path(f))) for f in paths]
     seeds: list[dict] = []
     for path, r in results:
-        if r.get("seeds_missing"):
-            raise SystemExit(f"{path}: seeds {r['seeds_missing']} were never run; combine "
-                             "finished results only")
+        if not r["seeds"]:
+            raise SystemExit(f"{path}: no seed finished in it; nothing to combine")
         for key in PROTOCOL:
             if r.get(key) != results[0][1].get(key):
                 raise SystemExit(f"{path}: {key} is {r.get(key)!r}, but "
@@ -259,7 +260,10 @@ def combine(paths: list[Path]) -> dict:
     return {**summary(args, options if isinstance(options, dict) else {},
                       head["recipe_changes"], seeds, numbers),
             "combined_from": [{"file": p.name, "commit": r["commit"], "cpu": r["cpu"],
-                               "command": r["command"]} for p, r in results]}
+                               "command": r["command"],
+                               **({"seeds_not_run": r["seeds_missing"]}
+                                  if r.get("seeds_missing") else {})}
+                              for p, r in results]}
 
 
 def main() -> None:
@@ -284,7 +288,7 @@ def main() -> None:
     p.add_argument("--measure", default=None, metavar="RUN",
                    help="measure a run kept by --keep instead of training (its seed only)")
     p.add_argument("--combine", nargs="+", default=None, metavar="RESULT",
-                   help="write one table of the seeds of these finished result files "
+                   help="write one table of the finished seeds of these result files "
                         "(one protocol, split over sessions with --first-seed); trains nothing")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()

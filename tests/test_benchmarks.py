@@ -299,10 +299,22 @@ def test_robustness_combine_makes_one_table_of_seeds_from_two_sessions(tmp_path:
     assert "seeds_missing" not in numbers
 
 
+def test_robustness_combine_joins_the_finished_seeds_of_a_cut_off_run(tmp_path: Path) -> None:
+    from benchmarks.robustness import combine
+
+    cut = _robustness_result(tmp_path, "cut.json", [0, 1], missing=[2, 3, 4])
+    numbers = combine([cut, _robustness_result(tmp_path, "rest.json", [2, 3, 4])])
+    assert [s["seed"] for s in numbers["seeds"]] == [0, 1, 2, 3, 4]
+    assert "seeds_missing" not in numbers
+    assert numbers["combined_from"][0]["seeds_not_run"] == [2, 3, 4]
+    assert "seeds_not_run" not in numbers["combined_from"][1]
+    assert numbers["mean_accuracy_tta"]["png"] == pytest.approx(0.96)
+
+
 @pytest.mark.parametrize("parts, message", [
     ([("a.json", [0], 10000, None), ("b.json", [1], 1000, None)], "corruptions were scored"),
     ([("a.json", [0, 1], 10000, None), ("b.json", [1], 10000, None)], "appears twice"),
-    ([("a.json", [0], 10000, [1]), ("b.json", [2], 10000, None)], "never run"),
+    ([("a.json", [], 10000, [0, 1]), ("b.json", [2], 10000, None)], "no seed finished"),
 ])
 def test_robustness_combine_refuses_parts_that_do_not_belong_together(
         tmp_path: Path, parts: list, message: str) -> None:
