@@ -120,3 +120,14 @@ def test_training_batches_take_the_distort_option():
         AlternatingFlipTranslate(x, y, 20, distort={"rain": 0.1})
     with pytest.raises(ConfigError, match="takes no option"):
         make_train_dataset(x, y, 20, "alternating_flip_translate", options={"one_hot": 3})
+
+
+def test_distort_epochs_leaves_the_last_epochs_undistorted():
+    x, y = _images(40), np.arange(40) % 4
+    plain = AlternatingFlipTranslate(x, y, 20, seed=1)
+    early = make_train_dataset(x, y, 20, "alternating_flip_translate", seed=1,
+                               options={"distort": {"noise": 1.0}, "distort_epochs": 1})
+    assert (plain[0][0] != early[0][0]).any(axis=(1, 2, 3)).all()  # distorted in epoch 0 ...
+    plain.on_epoch_end()
+    early.on_epoch_end()
+    np.testing.assert_array_equal(plain[0][0], early[0][0])  # ... as plain from epoch 1

@@ -113,6 +113,8 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         distort: share of each batch per robustness distortion of
             `cifar_cnn.data.distort` (``{"augmix": 0.3, "noise": 0.2}``): AugMix-style
             chains, lower contrast, pixel noise. Applied after softening, before JPEG.
+        distort_epochs: distort only in the first this many epochs (None: in every
+            epoch), as `jpeg_epochs` does for JPEG.
         one_hot: number of classes to one-hot encode labels to (0: keep integer labels).
         first_epoch: the epoch training starts at (after a resume).
         sizes: the side of the training images in each epoch (progressive resizing, which
@@ -132,7 +134,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
                  jpeg_quality: tuple[int, int] = (30, 95), jpeg_epochs: int | None = None,
                  jpeg_full_size_only: bool = False, soften: float = 0.0,
                  soften_scale: float = 0.5, distort: dict[str, float] | None = None,
-                 seed: int = 0, one_hot: int = 0,
+                 distort_epochs: int | None = None, seed: int = 0, one_hot: int = 0,
                  first_epoch: int = 0, sizes: tuple[int, ...] = (),
                  size_mode: str = "crop", shard: tuple[int, int] = (0, 1)) -> None:
         super().__init__()
@@ -155,6 +157,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
         self.soften, self.soften_scale = soften, soften_scale
         self.distort = {k: float(v) for k, v in (distort or {}).items() if v}
         check_shares(self.distort)
+        self.distort_epochs = distort_epochs
         check_sizes(sizes, size_mode, x.shape[1:3])
         self.worker, self.num_workers = shard
         if batch_size % self.num_workers:
@@ -193,7 +196,7 @@ class AlternatingFlipTranslate(keras.utils.PyDataset):
             sel = np.flatnonzero(rng.random(len(idx)) < self.soften)
             if len(sel):
                 batch[sel] = soften(batch[sel], rng.uniform(self.soften_scale, 1.0))
-        if self.distort:
+        if self.distort and (self.distort_epochs is None or self.epoch < self.distort_epochs):
             batch = distort(batch, rng, self.distort)
         size = self.sizes[self.epoch] if self.epoch < len(self.sizes) else None
         full_size = size is None or (size, size) == (h, w)
