@@ -275,7 +275,8 @@ def open_run(path: str | os.PathLike[str]) -> RunDir:
 
 def new_run_metadata(run: RunDir, *, class_names: Sequence[str], input_spec: dict[str, Any],
                      recipe: dict[str, Any], settings: dict[str, Any],
-                     dataset: dict[str, Any]) -> dict[str, Any]:
+                     dataset: dict[str, Any],
+                     plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """metadata.json of a run that is about to start training (the schema every later step
     reads: `cifar_cnn.images.InputSpec.from_metadata` reads ``input`` and ``class_names``)."""
     return {
@@ -286,6 +287,7 @@ def new_run_metadata(run: RunDir, *, class_names: Sequence[str], input_spec: dic
         "recipe": recipe,
         "settings": settings,
         "dataset": dataset,
+        **({"plan": plan} if plan is not None else {}),
         "environment": environment_info(),
         "epochs_done": 0,
     }

@@ -56,4 +56,4 @@ def test_keyword_options_and_errors() -> None:
     with pytest.raises(ConfigError, match="val_split"):
         TrainConfig(val_split=1.0)
     d = TrainConfig(data="x", init="default").to_dict()
-    assert d["recipe"] == "baseline" and d["data"].endswith("/x") and d["init"] == "default"
+    assert d["recipe"] is None and d["data"].endswith("/x") and d["init"] == "default"

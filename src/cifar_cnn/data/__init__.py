@@ -3,8 +3,10 @@ splits."""
 
 from cifar_cnn.data.dataset import (
     CifarData,
+    DataInfo,
     default_cache_dir,
     fingerprint_arrays,
+    inspect_data,
     load_cifar10,
     load_dataset,
     load_run_data,
@@ -33,6 +35,7 @@ __all__ = [
     "CIFAR100_URL",
     "CLASS_NAMES",
     "CifarData",
+    "DataInfo",
     "DataSummary",
     "DataWarning",
     "SkippedFile",
@@ -41,6 +44,7 @@ __all__ = [
     "default_cache_dir",
     "evaluation_split",
     "fingerprint_arrays",
+    "inspect_data",
     "load_cifar10",
     "load_dataset",
     "load_run_data",

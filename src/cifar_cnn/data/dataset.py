@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cifar_cnn.data.folders import label_dtype
+from cifar_cnn.data.folders import label_dtype, short_sides
 from cifar_cnn.data.sources import (
     DOWNLOAD_NAMES,
     FOLDER_KINDS,
@@ -284,6 +284,47 @@ def _hold_out(arrays: Arrays, val_split: float, seed: int,
                   arrays.class_names, arrays.x_train[held], arrays.y_train[held],
                   files or None, arrays.skipped, arrays.warnings,
                   ("train", "val")), record
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a run decides from before the images are decoded (see `inspect_data`).
+
+    Attributes:
+        kind: the source's kind ("archive", "folders", "flat", ...), or "arrays".
+        class_names: the classes in label order (empty for a CIFAR archive not yet read).
+        short_sides: the short sides, in pixels, of a sample of a folder's training images
+            (empty for other sources).
+        image_side: the side of arrays that come at one size (CIFAR, in-memory arrays).
+    """
+
+    kind: str
+    class_names: tuple[str, ...] = ()
+    short_sides: tuple[int, ...] = ()
+    image_side: int | None = None
+
+    @property
+    def is_cifar(self) -> bool:
+        """CIFAR-10 or CIFAR-100 from its archive or batches."""
+        return self.kind not in FOLDER_KINDS and self.kind != "arrays"
+
+
+def inspect_data(data: str | os.PathLike[str] | CifarData | None = None, *,
+                 cache_dir: str | os.PathLike[str] | None = None) -> DataInfo:
+    """The kind, classes and image sizes of `data` (as `load_dataset` takes it), from a
+    folder's listing and image headers: no image is decoded.
+
+    Raises:
+        DataError: as `load_dataset`, for data that cannot be found or has no classes.
+    """
+    if isinstance(data, CifarData):
+        return DataInfo("arrays", data.class_names, image_side=int(data.x_train.shape[1]))
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    source = resolve_source(data, cache)
+    if source.kind not in FOLDER_KINDS:
+        return DataInfo(source.kind, image_side=32)
+    listing = source.scan()
+    return DataInfo(source.kind, listing.class_names, tuple(short_sides(listing)))
 
 
 def load_dataset(

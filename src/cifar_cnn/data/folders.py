@@ -279,6 +279,25 @@ def _run_chunks(n: int, work: Callable[[int, int], None], workers: int) -> None:
             raise
 
 
+def short_sides(listing: Listing, *, sample: int = 256, seed: int = 0) -> list[int]:
+    """The short side, in pixels, of up to `sample` of the listed training images (chosen
+    by `seed`), read from their headers without decoding; unreadable ones are left out."""
+    from PIL import Image
+
+    entries = listing.files.get("train", ())
+    rng = np.random.default_rng(seed)
+    picked = (rng.choice(len(entries), sample, replace=False) if len(entries) > sample
+              else range(len(entries)))
+    sides = []
+    for i in sorted(picked):
+        try:
+            with Image.open(listing.root / entries[i][1]) as im:
+                sides.append(min(im.size))
+        except Exception:  # the load lists unreadable files; not this
+            continue
+    return sides
+
+
 def decode_files(root: Path, names: Sequence[str], image_size: int, *, resize: str = "crop",
                  max_pixels: int = MAX_PIXELS,
                  workers: int | None = None) -> tuple[np.ndarray, list[str | None]]:

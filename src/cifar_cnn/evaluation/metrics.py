@@ -87,6 +87,19 @@ def top_confusions(
     ]
 
 
+def wilson_interval(correct: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy of `correct` out of `n` (SciPy's
+    ``binomtest(...).proportion_ci(method="wilson")``): on a holdout of a few hundred
+    images a one-point difference is well inside it."""
+    from scipy.stats import binomtest
+
+    if n < 1:
+        return (0.0, 1.0)
+    ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence,
+                                                        method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
 def classification_metrics(
     y_true: np.ndarray,
     probs: np.ndarray,

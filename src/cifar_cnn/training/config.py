@@ -50,8 +50,9 @@ class TrainConfig:
         2
     """
 
-    recipe: str | Recipe = _option(
-        "baseline", "named recipe (see `cifar-cnn models`)")
+    recipe: str | Recipe | None = _option(
+        None, "named recipe (see `cifar-cnn models`; default: baseline on CIFAR, on your own "
+        "images the recipe of the model they start from)")
     model: str | None = _option(None, "network name, overriding the recipe's")
     epochs: int | None = _option(None, "override the recipe's epochs", type=int)
     batch_size: int | None = _option(None, "override the recipe's batch size", type=int)
@@ -92,8 +93,9 @@ class TrainConfig:
         "training images (for uneven classes)", choices=CLASS_WEIGHTS)
     init: str | None = _option(
         None, "start from trained weights: default (the packaged model), a run directory or "
-        "a .keras file; every weight that fits is loaded, with a new head for new classes",
-        metavar="MODEL")
+        "a .keras file (its network, with the recipe's schedule; a new head for new "
+        "classes), or none (from scratch). Default: the packaged model on images of your "
+        "own, from scratch on CIFAR", metavar="MODEL")
     freeze_epochs: int = _option(
         0, "with --init: train the head alone for N epochs first", type=int, metavar="N")
     finetune_lr_mult: float = _option(
@@ -144,7 +146,7 @@ class TrainConfig:
         if self.bn not in (None, *BN_CHOICES):
             raise ConfigError(f"bn must be one of {', '.join(BN_CHOICES)}. "
                               f"Received: bn={self.bn!r}")
-        if self.freeze_epochs < 0 or (self.freeze_epochs and self.init is None):
+        if self.freeze_epochs < 0 or (self.freeze_epochs and self.init in (None, "none")):
             raise ConfigError("freeze_epochs must be >= 0, and needs init (the head is trained "
                               f"alone on top of trained weights). Received: freeze_epochs="
                               f"{self.freeze_epochs}, init={self.init!r}")
@@ -153,7 +155,7 @@ class TrainConfig:
                               f"finetune_lr_mult={self.finetune_lr_mult}")
 
     @classmethod
-    def from_options(cls, recipe: str | Recipe | TrainConfig = "baseline",
+    def from_options(cls, recipe: str | Recipe | TrainConfig | None = None,
                      **options: Any) -> TrainConfig:
         """A config from `train`'s arguments: a config, recipe or recipe name, and fields.
 
@@ -176,8 +178,9 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @property
-    def recipe_name(self) -> str:
-        return self.recipe if isinstance(self.recipe, str) else self.recipe.name
+    def recipe_name(self) -> str | None:
+        """The recipe's name, or None when the run chooses it (see `training.plan`)."""
+        return self.recipe if isinstance(self.recipe, str | None) else self.recipe.name
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form recorded in a run's metadata.json (paths as strings; data given as
@@ -190,7 +193,7 @@ class TrainConfig:
             d[key] = str(Path(v).resolve()) if isinstance(v, str | os.PathLike) else None
         if self.data in DOWNLOADABLE_DATA and not Path(self.data).exists():
             d["data"] = self.data  # a name, not a path
-        if self.init not in (None, "default"):
+        if self.init not in (None, "default", "none"):
             d["init"] = str(Path(self.init).resolve())
         return d
 

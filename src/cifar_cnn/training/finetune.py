@@ -30,9 +30,21 @@ class InitSource:
     """The trained model a run starts from, and what it was trained on."""
 
     model_file: Path
-    network: str | None  # the registered network it was built by
+    network: str | None  # the registered network it was built by (None: not recorded)
     class_names: tuple[str, ...]
     input_shape: tuple[int, ...] | None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None  # the name of the recipe it was trained with
+
+    @property
+    def packaged(self) -> bool:
+        """Whether this is the packaged default model."""
+        from cifar_cnn.runs import default_run
+
+        try:
+            return self.model_file.resolve() == (default_run() / "model.keras").resolve()
+        except RunError:
+            return False
 
 
 def init_source(init: str | os.PathLike[str]) -> InitSource:
@@ -48,8 +60,10 @@ def init_source(init: str | os.PathLike[str]) -> InitSource:
                        f"{art.model} is a {art.format} export. Received: init={str(init)!r}")
     meta = art.read_metadata()
     shape = (meta.get("input") or {}).get("shape")
-    return InitSource(art.model, (meta.get("recipe") or {}).get("model"),
-                      tuple(meta.get("class_names") or ()), tuple(shape) if shape else None)
+    recipe = meta.get("recipe") or {}
+    return InitSource(art.model, recipe.get("model"), tuple(meta.get("class_names") or ()),
+                      tuple(shape) if shape else None, dict(recipe.get("model_options") or {}),
+                      recipe.get("name"))
 
 
 def head_layer(net: keras.Model) -> keras.layers.Layer:
@@ -66,43 +80,51 @@ class InitReport:
 
     source: str
     copied: int = 0
+    total: int = 0
     new_head: bool = False
-    skipped: list[str] = field(default_factory=list)
+    num_classes: int = 0
+
+    def describe(self) -> str:
+        """E.g. "loaded 26 of 27 weight tensors; new head for 3 classes"."""
+        head = (f"; new head for {self.num_classes} classes" if self.new_head
+                else "; the head too (the same classes)")
+        return f"loaded {self.copied} of {self.total} weight tensors{head}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "weights_copied": self.copied,
-                "new_head": self.new_head, "skipped": self.skipped}
+                "weights_total": self.total, "new_head": self.new_head}
 
 
-def load_matching_weights(net: keras.Model, source: InitSource, *, network: str,
+def load_matching_weights(net: keras.Model, source: InitSource, *,
                           class_names: Sequence[str]) -> InitReport:
-    """Copy every weight of `source` whose shape fits `net`, in order; the head's only when
-    the classes are the same (same names, same order), else the head stays new.
+    """Copy every weight of `source` into `net`, in order, but the head's when the classes
+    differ (other names or order): that head stays new.
 
     Raises:
-        ConfigError: if `source` was built by another network (its weights would not line
-            up with `net`'s).
+        ConfigError: if any other weight differs in shape or number (another network: a
+            partial load would train a network that is neither); nothing is copied then.
     """
-    if source.network is not None and source.network != network:
-        raise ConfigError(f"--init {source.model_file} is a {source.network!r} network; this "
-                          f"run builds {network!r}. Use a recipe or --model of the same "
-                          f"network. Received: network={network!r}")
     trained = keras.saving.load_model(source.model_file, compile=False, safe_mode=True)
     keep_head = tuple(class_names) == tuple(source.class_names)
     head = {id(v) for v in head_layer(net).weights}
-    report = InitReport(str(source.model_file), new_head=not keep_head)
     if len(trained.weights) != len(net.weights):
-        raise ConfigError(f"--init {source.model_file} has {len(trained.weights)} weights, "
-                          f"this network {len(net.weights)}: not the same architecture.")
-    for mine, theirs in zip(net.weights, trained.weights, strict=True):
-        if id(mine) in head and not keep_head:
-            continue
-        if tuple(mine.shape) != tuple(theirs.shape):
-            report.skipped.append(f"{mine.path}: {tuple(theirs.shape)} -> {tuple(mine.shape)}")
-            continue
+        raise ConfigError(f"--init {source.model_file} has {len(trained.weights)} weight "
+                          f"tensors, this run's network {len(net.weights)}: not the same "
+                          "network. Train from scratch (--init none) or start from a model "
+                          "of this network.")
+    pairs = [(mine, theirs) for mine, theirs in zip(net.weights, trained.weights, strict=True)
+             if keep_head or id(mine) not in head]
+    wrong = [f"{mine.path} {tuple(theirs.shape)} -> {tuple(mine.shape)}"
+             for mine, theirs in pairs if tuple(mine.shape) != tuple(theirs.shape)]
+    if wrong:
+        raise ConfigError(f"--init {source.model_file}: {len(wrong)} weight tensor(s) differ "
+                          f"in shape from this run's network ({'; '.join(wrong[:3])}): not "
+                          "the same network. Train from scratch (--init none) or start from a "
+                          "model of this network.")
+    for mine, theirs in pairs:
         mine.assign(np.asarray(keras.ops.convert_to_numpy(theirs), dtype=mine.dtype))
-        report.copied += 1
-    return report
+    return InitReport(str(source.model_file), copied=len(pairs), total=len(net.weights),
+                      new_head=not keep_head, num_classes=len(class_names))
 
 
 def set_trainable(net: keras.Model, *, head_only: bool, freeze_bn: bool) -> None:

@@ -24,6 +24,7 @@ from cifar_cnn.data import (
     CifarData,
     TrainSplits,
     calibration_holdout,
+    inspect_data,
     load_dataset,
     load_run_data,
     train_splits,
@@ -33,7 +34,7 @@ from cifar_cnn.errors import ConfigError, RunError, WorkerLostError
 from cifar_cnn.files import atomic_path
 from cifar_cnn.images import InputSpec
 from cifar_cnn.models import create_model, data_dependent_init
-from cifar_cnn.recipes import Recipe, get_recipe
+from cifar_cnn.recipes import Recipe
 from cifar_cnn.runs import (
     COMPLETE,
     FAILED,
@@ -67,8 +68,14 @@ from cifar_cnn.training.finetune import (
     load_matching_weights,
     set_trainable,
 )
+from cifar_cnn.training.plan import (
+    choose_image_size,
+    choose_start,
+    estimate_seconds,
+    size_run,
+)
 from cifar_cnn.training.precision import resolve_precision
-from cifar_cnn.training.work import work_summary
+from cifar_cnn.training.work import train_flops, work_summary
 
 
 def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int],
@@ -213,9 +220,11 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         sample = np.random.default_rng(seed).permutation(n)[:5000]
         data_dependent_init(net, splits.x_train[np.sort(sample)])
         if fine_tune is not None and not epochs_done:
-            report = load_matching_weights(net, fine_tune.source, network=r.model,
-                                           class_names=ds.class_names)
+            report = load_matching_weights(net, fine_tune.source, class_names=ds.class_names)
             meta["init"] = report.to_dict()
+            if verbose and chief:
+                print(f"Fine-tuning {fine_tune.source.model_file}: {report.describe()}",
+                      flush=True)
         phases = fine_tune.phases(r) if fine_tune else [(r.epochs, r, False)]
         compiled_for = phases[0][0] if fine_tune is None else None  # the phase compiled for
         if epochs_done:  # restore as compiled when the checkpoint was written
@@ -268,10 +277,12 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
 
 def _final_settings(config: TrainConfig, r: Recipe, splits: TrainSplits, *,
                     calibration_size: int, requested: str, reason: str | None,
-                    fine_tune: FineTune | None) -> dict[str, Any]:
-    """The ``"settings"`` of a new run: its `TrainConfig`, with what was resolved."""
+                    fine_tune: FineTune | None, init: str | None) -> dict[str, Any]:
+    """The ``"settings"`` of a new run: its `TrainConfig`, with what was resolved (the
+    recipe, the trained model it starts from)."""
     settings = config.to_dict()
-    settings.update(calibration_size=calibration_size, monitor=splits.monitor,
+    settings.update(recipe=r.name, init=config.to_dict()["init"] if config.init else init,
+                    calibration_size=calibration_size, monitor=splits.monitor,
                     precision={"requested": requested, "used": r.precision, "reason": reason})
     if fine_tune is not None:
         settings["bn"] = "frozen" if fine_tune.freeze_bn else "train"
@@ -285,7 +296,7 @@ def balanced_class_weights(counts: np.ndarray) -> dict[int, float]:
     return {i: float(n / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
-def train(recipe: str | Recipe | TrainConfig = "baseline", *,
+def train(recipe: str | Recipe | TrainConfig | None = None, *,
           callbacks: Sequence[keras.callbacks.Callback] = (), **options: Any) -> RunDir:
     """Train a network and write a run directory.
 
@@ -326,7 +337,8 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
     chief = cluster is None or cluster.chief
     if cluster is not None and cluster.kind == "multi-worker" and config.resume is None:
         config = config.replace(resume=multi_worker_run(cluster, config.runs_dir,
-                                                        config.name or config.recipe_name))
+                                                        config.name or config.recipe_name
+                                                        or "run"))
 
     # 1. What to train: a new run's recipe and settings, or a resumed run's own.
     reason = None  # why "auto" precision chose what it did
@@ -341,10 +353,10 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
         monitor_test = settings["monitor"] != "none"
         data = recorded_data(meta, data)
     else:
-        r = get_recipe(config.recipe) if isinstance(config.recipe, str) else config.recipe
-        r = r.replace(model=config.model, epochs=config.epochs, batch_size=config.batch_size,
-                      learning_rate=config.learning_rate, precision=config.precision,
-                      calibration_size=calibration_size)
+        info = inspect_data(data)
+        start = choose_start(config, info)
+        r = start.recipe.replace(learning_rate=config.learning_rate,
+                                 precision=config.precision, calibration_size=calibration_size)
         requested = r.precision
         chosen, reason = resolve_precision(requested)
         r = r.replace(precision=chosen)  # the run records, and resumes with, what it used
@@ -358,11 +370,8 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
     if config.resume is not None:
         ds = load_run_data(meta, data)
     else:
-        image_size = config.image_size
-        if image_size is None and config.init is not None:  # the trained model's input
-            shape = init_source(config.init).input_shape
-            image_size = int(shape[0]) if shape else None
-        ds = load_dataset(data, image_size=image_size or 32, resize=config.resize,
+        image_size, size_by, size_note = choose_image_size(config, info)
+        ds = load_dataset(data, image_size=image_size, resize=config.resize,
                           strict=config.strict, val_split=config.val_split, seed=seed)
         calibration_size = 0 if val_size or ds.has_val else calibration_holdout(
             r.calibration_size, len(ds.y_train), ds.num_classes)
@@ -375,25 +384,31 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
                        "(dataset fingerprints differ); resume with the same --data.")
     notes = []
     n_train = len(splits.x_train)
-    if config.resume is None and r.batch_size > n_train:  # per-image rates follow the batch
-        notes.append(f"Batch size {r.batch_size} is more than the {n_train} training images: "
-                     f"using {n_train}.")
-        r = r.replace(batch_size=n_train)
+    if config.resume is None:  # the batch, epochs and starting point sized to the data
+        def seconds(sized: Recipe) -> float:
+            flops = train_flops(sized, n_train, num_classes=ds.num_classes,
+                                image_shape=ds.image_shape)
+            return estimate_seconds(flops, sized.precision)
+
+        init = None if start.source is None else (config.init or "default")
+        r, plan = size_run(r, n_train, config, fine_tune=start.source is not None,
+                           image_size=ds.image_shape[0], init=init,
+                           chosen={**start.chosen, "image_size": size_by},
+                           notes=[*start.notes, *([size_note] if size_note else [])],
+                           seconds=seconds)
+        notes.append(plan.describe())
     counts = np.bincount(splits.y_train, minlength=ds.num_classes)
     few = [f"{name} ({c})" for name, c in zip(ds.class_names, counts, strict=True) if c < 5]
     if few:
         notes.append(f"Warning: classes with fewer than 5 training images: {', '.join(few)}.")
     # What the run was asked for: a resumed run goes on as it started.
-    asked = meta["settings"] if config.resume is not None else config.to_dict()
+    asked = meta["settings"] if config.resume is not None else {**config.to_dict(),
+                                                                  "init": plan.init}
     class_weight = (balanced_class_weights(counts)
                     if asked.get("class_weight") == "balanced" else None)
     fine_tune = None
-    if asked.get("init") is not None:
-        source = init_source(asked["init"])
-        if source.network not in (None, r.model):  # before a run folder is made for it
-            raise ConfigError(f"--init {asked['init']} is a {source.network!r} network; "
-                              f"recipe {r.name} builds {r.model!r}. Use a recipe (or --model) "
-                              f"of the same network, e.g. --model {source.network}.")
+    if asked.get("init") not in (None, "none"):
+        source = (start.source if config.resume is None else init_source(asked["init"]))
         fine_tune = FineTune(source, int(asked.get("freeze_epochs", 0)),
                              float(asked.get("finetune_lr_mult", 1.0)),
                              freeze_bn_default(asked.get("bn"), asked["init"], n_train))
@@ -413,13 +428,14 @@ def train(recipe: str | Recipe | TrainConfig = "baseline", *,
             recipe=r.to_dict(),
             settings=_final_settings(config, r, splits, calibration_size=calibration_size,
                                      requested=requested, reason=reason,
-                                     fine_tune=fine_tune),
+                                     fine_tune=fine_tune, init=plan.init),
             dataset={"source": ds.source, "fingerprint": ds.fingerprint,
                      "num_train": len(splits.x_train),
                      "num_val": int(val_size) or (len(ds.x_val) if ds.has_val else 0),
                      "num_calibration": int(calibration_size), "num_test": len(ds.x_test),
                      **({"holdout": ds.holdout} if ds.holdout else {}),
-                     **({"summary": ds.summary.to_dict()} if ds.files else {})})
+                     **({"summary": ds.summary.to_dict()} if ds.files else {})},
+            plan=plan.to_dict())
     if cluster is not None:
         meta["distribution"] = cluster.describe()
     if chief:
