@@ -134,10 +134,12 @@ def train_backbone(cifar: Path, keep: Path) -> Path:
             (run / "metadata.json").read_text()).get("status") == "complete":
         return run
     from cifar_cnn import train
+    from cifar_cnn.recipes import get_recipe
 
     tree = cifar_backbone_tree(cifar, Path(tempfile.mkdtemp(prefix="backbone-")))
-    return train("robust", data=tree, init="none", runs_dir=keep, name=run.name,
-                 seed=0, verbose=2).path
+    r = get_recipe("robust")  # as registered: not sized to the 24,000 images
+    return train(r, data=tree, init="none", epochs=r.epochs, batch_size=r.batch_size,
+                 runs_dir=keep, name=run.name, seed=0, verbose=2).path
 
 
 def resolve_options(options: dict[str, Any], backbone: str | None) -> dict[str, Any]:

@@ -209,13 +209,14 @@ def _decode(source: Path | BinaryIO, name: str, size: tuple[int, int],
     try:
         with Image.open(source) as im:
             w, h = im.size
-            if w * h > max_pixels:
-                raise ImageTooLargeError(f"{name}: {w} x {h} pixels is {limit}. {advice}")
             im.seek(0)
             side = min(w, h)
             if side > 4 * max(size):  # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale
                 scale = 4 * max(size) / side
                 im.draft(None, (int(w * scale) + 1, int(h * scale) + 1))
+            # The limit is on the pixels decoded: a 12,000 x 9,000 JPEG decodes at 1/8 scale.
+            if im.size[0] * im.size[1] > max_pixels:
+                raise ImageTooLargeError(f"{name}: {w} x {h} pixels is {limit}. {advice}")
             return prepare_image(im, size, resize=resize)
     except ImageError:
         raise

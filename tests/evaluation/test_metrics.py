@@ -197,3 +197,19 @@ def test_formatters(value, percent: str, number: str) -> None:
     assert format_number(value) == number
     assert format_percent(None, missing="") == "" and format_number(None, missing="—") == "—"
     assert format_number(1234, ",.0f") == "1,234"
+
+
+def test_accuracy_comes_with_its_wilson_interval() -> None:
+    from cifar_cnn.evaluation.metrics import format_metrics_table, wilson_interval
+
+    # 540 of 600 right: the interval a holdout of a few hundred photos gives is 5 points wide.
+    y = np.repeat(np.arange(3), 200)
+    probs = np.eye(3)[np.where(np.arange(600) % 10 == 0, (y + 1) % 3, y)]
+    m = classification_metrics(y, probs, ["a", "b", "c"])
+    assert m["accuracy"] == 0.9
+    z, n, p = 1.959964, 600, 0.9  # Wilson's score interval, by its formula
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    np.testing.assert_allclose(m["accuracy_ci95"], [centre - half, centre + half], atol=1e-6)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert "95% interval (Wilson)  87.3-92.2%" in format_metrics_table(m)

@@ -40,3 +40,14 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
     with pytest.raises(ImageTooLargeError, match=r"^wide\.png: 400 x 300 pixels is over the "
                                                  r"limit of 100,000 pixels"):
         decode_image(_png(400, 300), "wide.png", max_pixels=100_000)
+
+
+def test_a_large_jpeg_is_decoded_at_a_fraction_of_its_size() -> None:
+    # What the limit guards is the pixels decoded: libjpeg reads this 1200 x 900 photo at
+    # 1/4 scale (300 x 225) for a 32 x 32 input, within the limit; a PNG has no such mode.
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (900, 1200, 3), dtype=np.uint8)).save(buf, "JPEG")
+    assert decode_image(buf.getvalue(), "big.jpg", max_pixels=200_000).shape == (32, 32, 3)
+    with pytest.raises(ImageTooLargeError, match=r"^big\.png: 1200 x 900 pixels"):
+        decode_image(_png(1200, 900), "big.png", max_pixels=200_000)

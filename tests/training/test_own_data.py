@@ -49,23 +49,49 @@ def test_a_run_that_fails_before_its_first_epoch_is_marked_failed(tiny_data, tmp
 
 
 def test_init_of_another_network_is_refused_before_a_run_exists(tiny_data, tmp_path) -> None:
-    with pytest.raises(ConfigError, match="same network"):
-        train("baseline", epochs=1, data=tiny_data, runs_dir=tmp_path, init="default",
+    with pytest.raises(ConfigError, match="--model baseline and --init default disagree"):
+        train(model="baseline", epochs=1, data=tiny_data, runs_dir=tmp_path, init="default",
               verbose=0)
-    assert not (tmp_path / "baseline").exists()
+    # A bare .keras file records no network: one of other shapes is refused, never half
+    # loaded.
+    from cifar_cnn.models import create_model
+
+    create_model("airbench", num_classes=10, widths=(32, 128, 128)).save(tmp_path / "q.keras")
+    with pytest.raises(ConfigError, match=r"q\.keras records no network, and its weights do not fit airbench"):
+        train("fast94", epochs=1, data=tiny_data, runs_dir=tmp_path / "runs",
+              init=str(tmp_path / "q.keras"), verbose=0)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "baseline").exists()
 
 
 @pytest.mark.slow
-def test_small_data_trains_with_the_recipes_batch_and_fine_tunes(tmp_path: Path) -> None:
-    # 3 classes of 300 training images: fewer than quick's batch of 1000.
+def test_small_data_trains_with_a_plan_and_fine_tunes(tmp_path: Path) -> None:
+    # 3 new classes of 300 training images.
     data = write_folder_dataset(tmp_path / "data", train_per_class=300, test_per_class=20,
                                 classes=("cat", "dog", "ship"))
+    # The defaults: the packaged model's network and recipe, batch and epochs sized to 900
+    # images, every choice printed and recorded.
+    r = cli("train", "--data", str(data), "--epochs", "1", "--runs-dir",
+            str(tmp_path / "runs"), "--name", "default")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Starting from the packaged model (robust" in r.stdout
+    assert "loaded 26 of 27 weight tensors; new head for 3 classes" in r.stdout
+    assert "Plan: 810 images at 32x32: batch 64, 1 epoch = 12 steps" in r.stdout  # 90 calibrate
+    meta = json.loads((tmp_path / "runs/default/metadata.json").read_text())
+    assert meta["plan"]["init"] == "default" and meta["plan"]["chosen"]["epochs"] == "--epochs"
+    assert meta["plan"]["chosen"]["batch_size"] == "the data"
+    assert meta["settings"]["init"] == "default" and meta["recipe"]["name"] == "robust"
+    assert meta["recipe"]["batch_size"] == 64 and meta["init"]["new_head"]
+
+    # --init none opts out; a batch larger than the data is cut to it, and says so.
     r = cli("train", "--recipe", "quick", "--data", str(data), "--epochs", "1", "--runs-dir",
-            str(tmp_path / "runs"), "--name", "scratch", "--calibration-size", "0")
+            str(tmp_path / "runs"), "--name", "scratch", "--calibration-size", "0",
+            "--init", "none", "--batch-size", "1000")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Batch size 1000 is more than the 900 training images: using 900." in r.stdout
+    assert "packaged model" not in r.stdout
     meta = json.loads((tmp_path / "runs/scratch/metadata.json").read_text())
     assert meta["recipe"]["batch_size"] == 900 and meta["status"] == "complete"
+    assert meta["settings"]["init"] == "none" and "init" not in meta
 
     # From the packaged CIFAR-10 model: its weights, a new 3-class head, frozen batch norm.
     r = cli("train", "--recipe", "fast94", "--data", str(data), "--epochs", "2",

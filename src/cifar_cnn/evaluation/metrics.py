@@ -121,6 +121,7 @@ def classification_metrics(
 
     Returns:
         A dict of plain Python values with keys ``num_images``, ``accuracy``,
+        ``accuracy_ci95`` (the 95% Wilson interval of the accuracy, see `wilson_interval`),
         ``top5_accuracy`` (top-``min(5, C)``), ``log_loss``, ``ece``, ``per_class``
         (name -> precision/recall/f1/support), ``macro`` and ``weighted``
         (precision/recall/f1), ``confusion_matrix`` (rows = true class, columns = predicted),
@@ -161,9 +162,11 @@ def classification_metrics(
         for i, name in enumerate(names)
     }
     cm = confusion_matrix(y, y_pred, labels=labels)
+    correct = int(np.trace(cm))
     return {
         "num_images": len(y),
         "accuracy": float(accuracy_score(y, y_pred)),
+        "accuracy_ci95": list(wilson_interval(correct, len(y))),
         "top5_accuracy": float(top_k),
         "log_loss": float(log_loss(y, clipped, labels=labels)),
         "ece": expected_calibration_error(p, y, n_bins=n_bins, check_input=False),
@@ -191,6 +194,16 @@ def format_number(value: Any, spec: str = ".4f", *, missing: str = "-") -> str:
     """``format(value, spec)``, or ``missing`` if ``value`` is not a finite number."""
     num = finite_or_none(value)
     return missing if num is None else format(num, spec)
+
+
+def format_interval(ci: Any, *, missing: str = "") -> str:
+    """A ``[low, high]`` fraction interval as ``"91.6-95.4%"``, or `missing`."""
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return missing
+    low, high = (finite_or_none(v) for v in ci)
+    if low is None or high is None:
+        return missing
+    return f"{low * 100:.1f}-{high * 100:.1f}%"
 
 
 def format_percent(value: Any, *, missing: str = "-") -> str:
@@ -266,8 +279,10 @@ def format_metrics_table(
             lines.append(row(f"{key} avg", metrics[key], total))
     lines.append(rule)
 
+    interval = format_interval(metrics.get("accuracy_ci95"))
     summary: list[tuple[str, str]] = [
         ("accuracy", format_percent(metrics.get("accuracy"))),
+        *([("95% interval (Wilson)", interval)] if interval else []),
         ("top-5 accuracy", format_percent(metrics.get("top5_accuracy"))),
         ("log-loss", format_number(metrics.get("log_loss"))),
         ("ECE", format_number(metrics.get("ece"))),

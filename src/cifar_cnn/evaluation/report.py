@@ -33,6 +33,7 @@ from cifar_cnn.evaluation.metrics import (
     MANY_CLASSES,
     check_class_names,
     finite_or_none,
+    format_interval,
     format_number,
     format_percent,
     top_confusions,
@@ -175,7 +176,9 @@ def _card(label: str, value: str, *, element_id: str | None = None, main: bool =
 def _headline(metrics: Mapping[str, Any]) -> str:
     """Cards: accuracy first, then whichever of the other headline figures ``metrics`` has."""
     accuracy = format_percent(float(metrics["accuracy"]))
-    cards = [_card("accuracy", accuracy, element_id="headline-accuracy", main=True)]
+    interval = format_interval(metrics.get("accuracy_ci95"))
+    label = f"accuracy (95% interval {interval}, Wilson)" if interval else "accuracy"
+    cards = [_card(label, accuracy, element_id="headline-accuracy", main=True)]
     optional = [
         ("macro F1", format_number((metrics.get("macro") or {}).get("f1"), missing="")),
         ("top-5 accuracy", format_percent(metrics.get("top5_accuracy"), missing="")),

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cifar_cnn.data import DataInfo
-from cifar_cnn.errors import ConfigError
+from cifar_cnn.errors import ConfigError, RunError
 from cifar_cnn.recipes import Recipe, get_recipe, list_recipes
 from cifar_cnn.training.config import TrainConfig
 from cifar_cnn.training.finetune import InitSource, init_source
@@ -134,8 +134,10 @@ class Plan:
         if self.seconds is not None:
             when = (f", about {max(1, round(self.seconds / 60))} min" if self.seconds >= 90
                     else f", about {max(5, round(self.seconds, -1)):.0f} s")
+        epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
+        steps = f"{self.steps:,} step{'s' if self.steps != 1 else ''}"
         line = (f"Plan: {self.num_train:,} images at {self.image_size}x{self.image_size}: "
-                f"batch {self.batch_size}, {self.epochs} epochs = {self.steps:,} steps{when}")
+                f"batch {self.batch_size}, {epochs} = {steps}{when}")
         overridden = [f"--{k.replace('_', '-')}" for k, v in self.chosen.items()
                       if v.startswith("--")]
         if overridden:
@@ -179,6 +181,19 @@ def _same_network(r: Recipe, source: InitSource) -> bool:
             == _head_free_shapes(r.model, source.model_options))
 
 
+def _check_fits(r: Recipe, source: InitSource) -> None:
+    """Raise unless `source`'s weights (its head aside) have the shapes of `r`'s network."""
+    import keras
+
+    trained = keras.saving.load_model(source.model_file, compile=False, safe_mode=True)
+    theirs = [tuple(w.shape) for w in trained.weights][:-1]
+    if theirs != _head_free_shapes(r.model, r.model_options):
+        raise ConfigError(f"--init {source.model_file} records no network, and its weights "
+                          f"do not fit {_network(r)} (they differ in number or shape). Give "
+                          "the recipe (or --model) it was trained with, or train from scratch "
+                          "with --init none.")
+
+
 def _network(r: Recipe) -> str:
     options = ", ".join(f"{k}={v}" for k, v in sorted(r.model_options.items()))
     return f"{r.model}({options})" if options else r.model
@@ -203,16 +218,22 @@ def choose_start(config: TrainConfig, info: DataInfo) -> Start:
         get_recipe(config.recipe) if isinstance(config.recipe, str) else config.recipe)
     if given is not None:
         given = given.replace(model=config.model)
+    try:
+        packaged: InitSource | None = init_source("default")
+    except RunError:  # installed without the packaged model
+        packaged = None
+    # CIFAR itself, or the packaged model's own classes: what the recipes were written for.
+    cifar = info.is_cifar or (packaged is not None
+                              and tuple(info.class_names) == packaged.class_names)
     source: InitSource | None = None
     if config.init == "none":
         chosen["init"] = "--init"
     elif config.init is not None:
         source = init_source(config.init)
         chosen["init"] = "--init"
-    elif not info.is_cifar:
-        packaged = init_source("default")
+    elif not info.is_cifar and packaged is not None:
         chosen["init"] = "the data"
-        if tuple(info.class_names) == packaged.class_names:
+        if cifar:
             notes.append("Training from scratch: the data has the packaged model's own "
                          "classes (CIFAR-10's); --init default fine-tunes it.")
         elif given is not None and (config.model is not None
@@ -229,13 +250,16 @@ def choose_start(config: TrainConfig, info: DataInfo) -> Start:
         r, chosen["recipe"] = given, "--recipe"
     elif source is not None and source.recipe in list_recipes():
         r, chosen["recipe"] = get_recipe(source.recipe), "the model"
-    elif source is not None or not info.is_cifar:  # own data: the packaged model's recipe
-        r, chosen["recipe"] = get_recipe(init_source("default").recipe or "fast94"), "the data"
+    elif not cifar:  # data of its own: the recipe the packaged model was trained with
+        name = packaged.recipe if packaged is not None else None
+        r, chosen["recipe"] = get_recipe(name if name in list_recipes() else "fast94"), "the data"
     else:
         r, chosen["recipe"] = get_recipe("baseline"), "the data"
     if source is None:
         r = r.replace(model=config.model)
-    elif source.network is not None:
+    elif source.network is None:  # a bare .keras file: it must be the recipe's network
+        _check_fits(r, source)
+    else:
         if config.model is not None and config.model != source.network:
             raise ConfigError(f"--model {config.model} and --init {config.init} disagree: "
                               f"the model to start from is a {source.network!r} network. "
