@@ -66,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     fm = meta["final_metrics"]
     monitored = {"validation": "val", "test": "test"}.get(meta["settings"]["monitor"])
     acc = f"; {monitored} accuracy {fm[f'{monitored}_accuracy']:.4f}" if monitored else ""
-    print(f"Saved {run.model} ({meta['epochs_done']} epochs in {meta['train_seconds']:.1f} s, "
+    epochs = f"{meta['epochs_done']} epoch{'s' if meta['epochs_done'] != 1 else ''}"
+    print(f"Saved {run.model} ({epochs} in {meta['train_seconds']:.1f} s, "
           f"{fm['images_per_sec']:.0f} images/s{acc})")
     print(f"Next: cifar-cnn evaluate {run.path}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,7 +208,10 @@ def _decode(source: Path | BinaryIO, name: str, size: tuple[int, int],
     advice = ("It may be a decompression bomb, or a very large image: shrink it first, or "
               "raise --max-pixels.")
     try:
-        with Image.open(source) as im:
+        with warnings.catch_warnings():  # Pillow's own size warning: the limit is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(source)
+        with im:
             w, h = im.size
             im.seek(0)
             side = min(w, h)

@@ -47,9 +47,10 @@ def test_smaller_data_gets_enough_steps(recipe: str, n: int) -> None:
         batch, epochs = size_schedule(r, n, fine_tune=fine_tune)
         assert batch == min(n, r.batch_size) or batch & (batch - 1) == 0  # a power of two
         assert min(n, MIN_BATCH, r.batch_size) <= batch <= min(n, r.batch_size)
-        assert r.epochs <= epochs <= max(MAX_EPOCHS, r.epochs)
+        assert (1 if fine_tune else r.epochs) <= epochs <= max(MAX_EPOCHS, r.epochs)
         steps = epochs * (n // batch)
         assert steps >= target or epochs == MAX_EPOCHS
+        assert steps - n // batch < target or epochs == r.epochs  # no epoch more than needed
 
 
 def test_image_size_follows_the_photos() -> None:

@@ -54,8 +54,12 @@ class TrainConfig:
         None, "named recipe (see `cifar-cnn models`; default: baseline on CIFAR, on your own "
         "images the recipe of the model they start from)")
     model: str | None = _option(None, "network name, overriding the recipe's")
-    epochs: int | None = _option(None, "override the recipe's epochs", type=int)
-    batch_size: int | None = _option(None, "override the recipe's batch size", type=int)
+    epochs: int | None = _option(
+        None, "training epochs (default: the recipe's on CIFAR-sized data, else sized to the "
+        "data: see the plan training prints)", type=int)
+    batch_size: int | None = _option(
+        None, "images per step (default: the recipe's on CIFAR-sized data, else sized to "
+        "the data)", type=int)
     learning_rate: float | None = _option(
         None, "override the recipe's learning rate", type=float, flag="--lr")
     precision: str | None = _option(
@@ -78,7 +82,8 @@ class TrainConfig:
         "0: none)", type=int)
     image_size: int | None = _option(
         None, "side of the model's square input; images of other sizes are brought to it by "
-        "--resize (default: the data's own size for CIFAR, else 32)", type=int)
+        "--resize (default: the data's own size for CIFAR and arrays; for a folder of "
+        "photos 32, 48 or 64, the largest the photos' median short side reaches)", type=int)
     resize: str = _option(
         DEFAULT_RESIZE, "how an image of another shape is brought to the input size: crop "
         "(centre crop, then resize; default), squish or pad", choices=tuple(RESIZE_POLICIES))

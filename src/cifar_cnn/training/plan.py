@@ -58,17 +58,18 @@ def size_schedule(r: Recipe, num_train: int, *, fine_tune: bool) -> tuple[int, i
 
     The recipe's own at `RECIPE_SCALE` images and above. Below: a batch of about a tenth of
     the images (a power of two, `MIN_BATCH` to the recipe's), and enough epochs for
-    `MIN_STEPS_SCRATCH` (or `MIN_STEPS_FINETUNE`) steps, between the recipe's epochs and
-    `MAX_EPOCHS`.
+    `MIN_STEPS_SCRATCH` steps, at least the recipe's; fine-tuning, enough for
+    `MIN_STEPS_FINETUNE` steps, however few epochs that is. At most `MAX_EPOCHS`.
     """
     if num_train >= RECIPE_SCALE:
         return r.batch_size, r.epochs
     batch = min(r.batch_size, max(MIN_BATCH, _pow2_floor(num_train * BATCH_FRACTION)))
     batch = min(batch, num_train)
     steps_per_epoch = max(1, num_train // batch)
-    target = MIN_STEPS_FINETUNE if fine_tune else MIN_STEPS_SCRATCH
-    epochs = min(MAX_EPOCHS, max(r.epochs, math.ceil(target / steps_per_epoch)))
-    return batch, epochs
+    if fine_tune:  # the features are there: the steps decide, not the recipe's epochs
+        return batch, min(MAX_EPOCHS, math.ceil(MIN_STEPS_FINETUNE / steps_per_epoch))
+    epochs = math.ceil(MIN_STEPS_SCRATCH / steps_per_epoch)
+    return batch, min(max(MAX_EPOCHS, r.epochs), max(r.epochs, epochs))
 
 
 def image_size_for(short_sides: Sequence[int]) -> int:
