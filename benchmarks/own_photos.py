@@ -11,8 +11,9 @@ Two tasks:
 - ``cifar5to5``: new classes without new data. A backbone is trained once on five CIFAR-10
   classes (airplane, automobile, bird, cat, deer; all their 25,000 training images, the
   recipe ``robust`` as registered, seed 0); runs then train on N images per class of the
-  other five (dog, frog, horse, ship, truck), scratch or fine-tuned from that backbone.
-  Scored on 1,000 other training images per class (``--split val``, for choosing) or on
+  other five (dog, frog, horse, ship, truck), scratch or fine-tuned from that backbone,
+  with 200 other training images per class as their ``val/`` folder (monitored, calibrated
+  on). Scored on 800 more training images per class (``--split val``, for choosing) or on
   those classes' 5,000 test images (``--split test``, for the final figures).
 
 Each variant is a set of `cifar_cnn.train` options (see `VARIANTS`; ``--variant
@@ -47,7 +48,8 @@ ANIMALS = REPO.parent / "shared/datasets/animals"
 CIFAR10 = REPO.parent / "shared/datasets/cifar10"
 OLD_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 NEW_CLASSES = ("dog", "frog", "horse", "ship", "truck")
-CIFAR_VAL_PER_CLASS = 1000  # the last 1,000 training images of each new class, by name
+CIFAR_HELD_PER_CLASS = 1000  # the last 1,000 training images of each new class, by name
+CIFAR_VAL_PER_CLASS = 200  # of which each run's val/ folder; it scores on test/
 
 # name -> (what it is, `train` options). "BACKBONE" is replaced by the task's trained model
 # to start from: the packaged model for a folder, the five-class backbone for cifar5to5.
@@ -112,18 +114,21 @@ def cifar_backbone_tree(cifar: Path, root: Path) -> Path:
 
 
 def cifar_new_tree(cifar: Path, per_class: int, seed: int, split: str, root: Path) -> Path:
-    """N training images per new class (chosen by the seed among the first 4,000), and as
-    ``val/`` the last 1,000 training images of each (``split`` "val") or ``test/`` the
-    class's test images ("test")."""
+    """N training images per new class (chosen by the seed among the first 4,000 of its
+    training images); as ``val/`` (monitored and calibrated on, as a user's val folder)
+    200 of its last 1,000; as ``test/`` (scored) the other 800 (``split`` "val", for
+    choosing) or the class's 1,000 test images ("test")."""
     rng = np.random.default_rng(seed)
     for name in NEW_CLASSES:
         files = _class_files(cifar, "train", name)
-        pool, held = files[:-CIFAR_VAL_PER_CLASS], files[-CIFAR_VAL_PER_CLASS:]
+        pool, held = files[:-CIFAR_HELD_PER_CLASS], files[-CIFAR_HELD_PER_CLASS:]
         for f in sorted(rng.choice(pool, per_class, replace=False)):
             _link(f, root / "train" / name / f.name)
-        exam = held if split == "val" else _class_files(cifar, "test", name)
+        for f in held[:CIFAR_VAL_PER_CLASS]:
+            _link(f, root / "val" / name / f.name)
+        exam = held[CIFAR_VAL_PER_CLASS:] if split == "val" else _class_files(cifar, "test", name)
         for f in exam:
-            _link(f, root / split / name / f.name)
+            _link(f, root / "test" / name / f.name)
     return root
 
 
@@ -178,7 +183,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         meta = run.read_metadata()
         scores = {}
         for tta in (False, None):
-            m = evaluate(run.path, split=spec["split"], tta=tta, report=False)
+            m = evaluate(run.path, split="test", tta=tta, report=False)
             key = "tta" if tta is None else "no_tta"
             n = int(m["num_images"])
             correct = round(m["accuracy"] * n)

@@ -57,7 +57,8 @@ def test_init_of_another_network_is_refused_before_a_run_exists(tiny_data, tmp_p
     from cifar_cnn.models import create_model
 
     create_model("airbench", num_classes=10, widths=(32, 128, 128)).save(tmp_path / "q.keras")
-    with pytest.raises(ConfigError, match=r"q\.keras records no network, and its weights do not fit airbench"):
+    with pytest.raises(ConfigError, match=r"q\.keras records no network, and its weights "
+                                          r"do not fit airbench"):
         train("fast94", epochs=1, data=tiny_data, runs_dir=tmp_path / "runs",
               init=str(tmp_path / "q.keras"), verbose=0)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "baseline").exists()

@@ -96,10 +96,19 @@ def matmul_gflops(dtype: str = "float32", size: int = 1024, repeats: int = 8) ->
     return 2 * size**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def estimate_seconds(train_flops: float, precision: str) -> float:
-    """Training seconds for `train_flops` on this machine (see `MATMUL_EFFICIENCY`)."""
+# Per run (building, tracing, the whitening's data) and per epoch (checkpoint, logs).
+START_SECONDS = 5.0
+EPOCH_SECONDS = 0.2
+
+
+def estimate_seconds(train_flops: float, precision: str, *, epochs: int,
+                     eval_flops: float = 0.0) -> float:
+    """Training seconds on this machine: `train_flops` at `MATMUL_EFFICIENCY` of its matmul
+    speed, the monitored split's forward passes (`eval_flops`) at twice that, and fixed
+    costs per run and epoch."""
     dtype = "bfloat16" if "bfloat16" in precision else "float32"
-    return train_flops / (MATMUL_EFFICIENCY * matmul_gflops(dtype) * 1e9)
+    rate = MATMUL_EFFICIENCY * matmul_gflops(dtype) * 1e9
+    return START_SECONDS + EPOCH_SECONDS * epochs + train_flops / rate + eval_flops / (2 * rate)
 
 
 @dataclass(frozen=True)

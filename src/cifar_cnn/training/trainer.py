@@ -75,7 +75,7 @@ from cifar_cnn.training.plan import (
     size_run,
 )
 from cifar_cnn.training.precision import resolve_precision
-from cifar_cnn.training.work import train_flops, work_summary
+from cifar_cnn.training.work import forward_flops, train_flops, work_summary
 
 
 def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int],
@@ -386,9 +386,13 @@ def train(recipe: str | Recipe | TrainConfig | None = None, *,
     n_train = len(splits.x_train)
     if config.resume is None:  # the batch, epochs and starting point sized to the data
         def seconds(sized: Recipe) -> float:
-            flops = train_flops(sized, n_train, num_classes=ds.num_classes,
-                                image_shape=ds.image_shape)
-            return estimate_seconds(flops, sized.precision)
+            net = create_model(sized.model, num_classes=ds.num_classes,
+                               input_shape=ds.image_shape, **sized.model_options)
+            monitored = 0 if splits.x_val is None else len(splits.x_val)
+            return estimate_seconds(
+                train_flops(sized, n_train, num_classes=ds.num_classes,
+                            image_shape=ds.image_shape, model=net), sized.precision,
+                epochs=sized.epochs, eval_flops=sized.epochs * monitored * forward_flops(net))
 
         init = None if start.source is None else (config.init or "default")
         r, plan = size_run(r, n_train, config, fine_tune=start.source is not None,
