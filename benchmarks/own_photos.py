@@ -175,6 +175,16 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         recipe = base.replace(**changes)
     if recipe is not None:
         options["recipe"] = recipe
+    mult = options.pop("steps_mult", None)
+    if mult is not None:  # the plan's epochs (as `train` sizes them) times this
+        from cifar_cnn.data import load_dataset
+        from cifar_cnn.training.plan import size_schedule
+
+        r = recipe if recipe is not None and not isinstance(recipe, str) else get_recipe(
+            recipe or "robust")
+        n = len(load_dataset(spec["data"], seed=spec["seed"]).y_train)
+        epochs = size_schedule(r, n, fine_tune=options.get("init") != "none")[1]
+        options["epochs"] = round(epochs * mult)
     with tempfile.TemporaryDirectory() as runs:
         t0 = time.perf_counter()
         run = train(data=spec["data"], seed=spec["seed"], runs_dir=runs, verbose=2,
@@ -216,6 +226,25 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "accuracy_tta": stat(lambda r: r["tta"]["accuracy"]),
                     "macro_f1_tta": stat(lambda r: r["tta"]["macro_f1"]),
                     "train_seconds": stat(lambda r: r["train_seconds"])})
+    return out
+
+
+def compare(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task and size: the default against the best row (TTA accuracy, mean over seeds),
+    against training from scratch, and against the defaults before issue 38."""
+    out = []
+    for key in sorted({(row["task"], row["size"]) for row in summary}):
+        rows = {row["variant"]: row["accuracy_tta"]["mean"] for row in summary
+                if (row["task"], row["size"]) == key}
+        if "default" not in rows:
+            continue
+        best = max(rows, key=rows.get)
+        entry = {"task": key[0], "size": key[1], "default": rows["default"], "best": best,
+                 "default_minus_best": round(rows["default"] - rows[best], 4)}
+        for other in ("scratch", "before_baseline", "before_fast94_init"):
+            if other in rows:
+                entry[f"default_minus_{other}"] = round(rows["default"] - rows[other], 4)
+        out.append(entry)
     return out
 
 
@@ -281,12 +310,17 @@ def main() -> None:
                     record["runs"].append(run_child(["benchmarks.own_photos", "--child",
                                                      json.dumps(spec)]))
                     record["summary"] = summarize(record["runs"])
+                    record["comparisons"] = compare(record["summary"])
                     path = write_result("own_photos", record, path)
     for row in record["summary"]:
         print(f"{row['task']:<9} {row['size']:>5} {row['variant']:<24} "
               f"{row['accuracy_tta']['mean'] * 100:6.2f} ± {row['accuracy_tta']['sd'] * 100:.2f}% "
               f"(no TTA {row['accuracy_no_tta']['mean'] * 100:.2f}%) "
               f"{row['train_seconds']['mean']:7.1f} s")
+    for c in record["comparisons"]:
+        print(f"{c['task']} {c['size']}: default - best ({c['best']}) "
+              f"{c['default_minus_best'] * 100:+.2f} points; default - scratch "
+              f"{c.get('default_minus_scratch', float('nan')) * 100:+.2f}")
     print(f"Wrote {path}")
 
 

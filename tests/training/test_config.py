@@ -52,7 +52,7 @@ def test_keyword_options_and_errors() -> None:
     with pytest.raises(ConfigError, match="Similar: epochs"):
         TrainConfig.from_options("baseline", epoch=3)
     with pytest.raises(ConfigError, match="freeze_epochs"):
-        TrainConfig(freeze_epochs=2)  # needs init
+        TrainConfig(freeze_epochs=2, init="none")  # needs a model to start from
     with pytest.raises(ConfigError, match="val_split"):
         TrainConfig(val_split=1.0)
     d = TrainConfig(data="x", init="default").to_dict()

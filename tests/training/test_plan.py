@@ -78,6 +78,8 @@ def test_own_data_starts_from_the_packaged_model() -> None:
 def test_cifar_data_trains_the_baseline_from_scratch() -> None:
     start = choose_start(TrainConfig(), DataInfo("archive", image_side=32))
     assert start.source is None and start.recipe.name == "baseline" and not start.notes
+    with pytest.raises(ConfigError, match="freeze_epochs trains the head alone"):
+        choose_start(TrainConfig(freeze_epochs=1), DataInfo("archive", image_side=32))
     ten = choose_start(TrainConfig(), DataInfo("folders", CLASSES, (32,)))
     assert ten.source is None and ten.recipe.name == "baseline"
     assert "packaged model's own classes" in ten.notes[0]

@@ -151,7 +151,7 @@ class TrainConfig:
         if self.bn not in (None, *BN_CHOICES):
             raise ConfigError(f"bn must be one of {', '.join(BN_CHOICES)}. "
                               f"Received: bn={self.bn!r}")
-        if self.freeze_epochs < 0 or (self.freeze_epochs and self.init in (None, "none")):
+        if self.freeze_epochs < 0 or (self.freeze_epochs and self.init == "none"):
             raise ConfigError("freeze_epochs must be >= 0, and needs init (the head is trained "
                               f"alone on top of trained weights). Received: freeze_epochs="
                               f"{self.freeze_epochs}, init={self.init!r}")

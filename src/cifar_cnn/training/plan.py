@@ -266,6 +266,11 @@ def choose_start(config: TrainConfig, info: DataInfo) -> Start:
     else:
         r, chosen["recipe"] = get_recipe("baseline"), "the data"
     if source is None:
+        if config.freeze_epochs:
+            raise ConfigError("freeze_epochs trains the head alone on top of trained "
+                              "weights, and this run starts from scratch; give --init. "
+                              f"Received: freeze_epochs={config.freeze_epochs}, "
+                              f"init={config.init!r}")
         r = r.replace(model=config.model)
     elif source.network is None:  # a bare .keras file: it must be the recipe's network
         _check_fits(r, source)
