@@ -58,6 +58,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                 "`--init BACKBONE`)", {}),
     "scratch": ("the defaults without a trained model to start from (`--init none`)",
                 {"init": "none"}),
+    "scratch_same_steps": ("`--init none` with the batch and epochs the default (fine-tuning) "
+                           "plans", {"init": "none", "plan_as": "finetune"}),
     # What `cifar-cnn train --data DIR` did before issue 38: the baseline CNN, 32 px.
     "before_baseline": ("before issue 38: `--data DIR` alone (the baseline CNN for 10 epochs "
                         "at batch 32, 32 px)",
@@ -176,15 +178,19 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     if recipe is not None:
         options["recipe"] = recipe
     mult = options.pop("steps_mult", None)
-    if mult is not None:  # the plan's epochs (as `train` sizes them) times this
+    like = options.pop("plan_as", None)  # "finetune": the batch and epochs fine-tuning gets
+    if mult is not None or like is not None:  # the plan's epochs (as `train` sizes them)
         from cifar_cnn.data import load_dataset
         from cifar_cnn.training.plan import size_schedule
 
         r = recipe if recipe is not None and not isinstance(recipe, str) else get_recipe(
             recipe or "robust")
         n = len(load_dataset(spec["data"], seed=spec["seed"]).y_train)
-        epochs = size_schedule(r, n, fine_tune=options.get("init") != "none")[1]
-        options["epochs"] = round(epochs * mult)
+        fine_tune = like == "finetune" or options.get("init") != "none"
+        batch, epochs = size_schedule(r, n, fine_tune=fine_tune)
+        options["epochs"] = round(epochs * (mult or 1))
+        if like is not None:
+            options["batch_size"] = batch
     with tempfile.TemporaryDirectory() as runs:
         t0 = time.perf_counter()
         run = train(data=spec["data"], seed=spec["seed"], runs_dir=runs, verbose=2,
