@@ -179,6 +179,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         options["recipe"] = recipe
     mult = options.pop("steps_mult", None)
     like = options.pop("plan_as", None)  # "finetune": the batch and epochs fine-tuning gets
+    if changes and like is None:  # a `Recipe` object is not sized: size it as `train` would
+        like = "finetune" if options.get("init") != "none" else "scratch"
     if mult is not None or like is not None:  # the plan's epochs (as `train` sizes them)
         from cifar_cnn.data import load_dataset
         from cifar_cnn.training.plan import size_schedule
@@ -186,11 +188,13 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         r = recipe if recipe is not None and not isinstance(recipe, str) else get_recipe(
             recipe or "robust")
         n = len(load_dataset(spec["data"], seed=spec["seed"]).y_train)
-        fine_tune = like == "finetune" or options.get("init") != "none"
+        fine_tune = like == "finetune" if like else options.get("init") != "none"
         batch, epochs = size_schedule(r, n, fine_tune=fine_tune)
-        options["epochs"] = round(epochs * (mult or 1))
+        if mult is not None:
+            options["epochs"] = round(epochs * mult)
+        options.setdefault("epochs", epochs)
         if like is not None:
-            options["batch_size"] = batch
+            options.setdefault("batch_size", batch)
     with tempfile.TemporaryDirectory() as runs:
         t0 = time.perf_counter()
         run = train(data=spec["data"], seed=spec["seed"], runs_dir=runs, verbose=2,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cifar_cnn.card import ModelCard
 from cifar_cnn.errors import ConfigError, ImageError
 from cifar_cnn.images import InputSpec, prepare_image
 
@@ -14,17 +15,17 @@ from cifar_cnn.images import InputSpec, prepare_image
 def test_spec_round_trips_through_metadata() -> None:
     spec = InputSpec(24, 40, resize="pad", class_names=("cat", "dog"))
     meta = {"input": spec.to_metadata(), "class_names": list(spec.class_names)}
-    assert InputSpec.from_metadata(meta) == spec
+    assert ModelCard.from_metadata(meta).input == spec
     assert spec.size == (40, 24) and spec.shape == (24, 40, 3)
 
 
 def test_spec_of_older_runs_and_bare_models() -> None:
     # Runs from before the spec: shape only; the model's own shape wins; names by count.
     old = {"input": {"shape": [32, 32, 3], "dtype": "uint8"}}
-    spec = InputSpec.from_metadata(old, model_shape=(None, 28, 28, 3), num_classes=3)
+    spec = ModelCard.from_metadata(old, model_shape=(None, 28, 28, 3), num_classes=3).input
     assert (spec.shape, spec.resize, spec.class_names) == (
         (28, 28, 3), "crop", ("class_0", "class_1", "class_2"))
-    ten = InputSpec.from_metadata({}, num_classes=10, default_class_names=tuple("abcdefghij"))
+    ten = ModelCard.from_metadata({}, num_classes=10, default_class_names=tuple("abcdefghij"))
     assert ten.class_names == tuple("abcdefghij")
     with pytest.raises(ConfigError, match="resize"):
         InputSpec(resize="stretch")

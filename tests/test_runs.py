@@ -169,7 +169,10 @@ def test_calibration_has_one_format(tmp_path: Path) -> None:
 
 
 def test_recorded_data_is_one_rule(tmp_path: Path) -> None:
-    from cifar_cnn.runs import recorded_data
+    from cifar_cnn.card import ModelCard
+
+    def recorded_data(meta, data=None):
+        return ModelCard.from_metadata(meta).recorded_data(data)
 
     meta = {"settings": {"data": str(tmp_path)}}
     assert recorded_data(meta, "given") == "given"

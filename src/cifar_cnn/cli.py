@@ -52,6 +52,7 @@ def _quiet_tensorflow() -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cifar_cnn.card import read_run_card
     from cifar_cnn.training import train
     from cifar_cnn.training.config import config_from_args
 
@@ -59,15 +60,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = train(config_from_args(args))
     except KeyboardInterrupt:
         return 130  # train() has said how to resume
-    meta = run.read_metadata() if run.metadata.is_file() else {}
-    if meta.get("status") != "complete":  # a multi-worker job's other workers
+    card = read_run_card(run) if run.metadata.is_file() else None
+    if card is None or card.status != "complete":  # a multi-worker job's other workers
         print(f"This worker's part is done; the chief writes {run.path}.")
         return 0
-    fm = meta["final_metrics"]
-    monitored = {"validation": "val", "test": "test"}.get(meta["settings"]["monitor"])
+    fm = card.final_metrics or {}
+    monitored = {"validation": "val", "test": "test"}.get(card.monitor)
     acc = f"; {monitored} accuracy {fm[f'{monitored}_accuracy']:.4f}" if monitored else ""
-    epochs = f"{meta['epochs_done']} epoch{'s' if meta['epochs_done'] != 1 else ''}"
-    print(f"Saved {run.model} ({epochs} in {meta['train_seconds']:.1f} s, "
+    epochs = f"{card.epochs_done} epoch{'s' if card.epochs_done != 1 else ''}"
+    print(f"Saved {run.model} ({epochs} in {card.train_seconds:.1f} s, "
           f"{fm['images_per_sec']:.0f} images/s{acc})")
     print(f"Next: cifar-cnn evaluate {run.path}")
     return 0
@@ -152,7 +153,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"error: {failed}", file=sys.stderr)
         print(json.dumps(failed.report, indent=2), file=sys.stderr)
         return 1
-    print(f"Exported {result.path} ({result.metadata['parity']}; within "
+    print(f"Exported {result.path} ({result.card.export['parity']}; within "
           f"{_limits(result.parity.limits)})")
     print(f"Next: cifar-cnn predict {result.path} IMAGE")
     return 0

@@ -12,7 +12,7 @@ import glob
 import io
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -270,9 +270,10 @@ class InputSpec:
     """What a model takes and how new images are made into it; travels with the model.
 
     Written under ``"input"`` in a run's metadata.json and in every export's metadata.json
-    (with ``"class_names"`` beside it), and read back by `InputSpec.from_metadata`, the one
-    reader. Pixels are RGB uint8 0..255, channels last; the model normalises them itself,
-    so there is no mean or standard deviation for a caller to get wrong.
+    (with ``"class_names"`` beside it), and read back as part of the model's card
+    (`cifar_cnn.card.ModelCard`). Pixels are RGB uint8 0..255, channels last; the model
+    normalises them itself, so there is no mean or standard deviation for a caller to get
+    wrong.
 
     Attributes:
         height, width, channels: the model's input shape.
@@ -307,32 +308,6 @@ class InputSpec:
         return {"shape": list(self.shape), "dtype": "uint8", "range": [0, 255],
                 "layout": "RGB, channels last; scaled inside the model",
                 "resize": self.resize, "normalization": self.normalization}
-
-    @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any], *,
-                      model_shape: Sequence[int | None] | None = None,
-                      num_classes: int | None = None,
-                      default_class_names: Sequence[str] = ()) -> InputSpec:
-        """The spec a run's or an export's metadata.json records (the one reader).
-
-        Args:
-            metadata: the whole metadata.json (its ``"input"`` and ``"class_names"``).
-            model_shape: the model's input shape ``(batch, H, W, C)``; it wins over the
-                metadata, which older runs may lack.
-            num_classes: the model's number of outputs, for runs without class names:
-                `default_class_names` if it has that many, else ``class_0``, ``class_1``...
-            default_class_names: see `num_classes`.
-        """
-        recorded = metadata.get("input") or {}
-        h, w, c = (recorded.get("shape") or [32, 32, 3])[:3]
-        if model_shape is not None and None not in tuple(model_shape)[1:4]:
-            h, w, c = (int(d) for d in tuple(model_shape)[1:4])
-        names = metadata.get("class_names")
-        if not names and num_classes is not None:
-            names = (default_class_names if len(default_class_names) == num_classes
-                     else [f"class_{i}" for i in range(num_classes)])
-        return cls(int(h), int(w), int(c), recorded.get("resize", DEFAULT_RESIZE),
-                   tuple(names or ()))
 
     def prepare(self, im: Image.Image) -> np.ndarray:
         """`prepare_image` at this spec's size and resize policy."""

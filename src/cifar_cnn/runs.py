@@ -40,7 +40,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cifar_cnn.environment import environment_info
 from cifar_cnn.errors import CifarCnnError, RunError
 from cifar_cnn.files import read_json, write_json
 from cifar_cnn.images import IMAGE_SUFFIXES
@@ -179,22 +178,6 @@ class RunDir:
                              f"Received keys: {sorted(calibration)}")
         write_json(self.calibration, calibration)
 
-    def start(self, metadata: dict[str, Any]) -> None:
-        """Record a run that has started (or resumed) training."""
-        metadata["status"] = RUNNING
-        metadata.pop("error", None)
-        self.write_metadata(metadata)
-
-    def stop(self, metadata: dict[str, Any], status: str, error: str | None = None) -> None:
-        """Record that training stopped: `INTERRUPTED`, `FAILED` (with the one-line
-        `error`) or `COMPLETE`."""
-        metadata["status"] = status
-        if error is not None:
-            metadata["error"] = error
-        else:
-            metadata.pop("error", None)
-        self.write_metadata(metadata)
-
     def read_history(self) -> dict[str, list[float]]:
         """The run's history.csv as columns (see `read_history_csv`); ``{}`` if the run has
         none.
@@ -271,52 +254,6 @@ def open_run(path: str | os.PathLike[str]) -> RunDir:
                 f"`cifar-cnn train --resume {run.path}`." if status else "")
         raise RunError(f"{run.path} has no {MODEL_FILE}.{hint}")
     return run
-
-
-def new_run_metadata(run: RunDir, *, class_names: Sequence[str], input_spec: dict[str, Any],
-                     recipe: dict[str, Any], settings: dict[str, Any],
-                     dataset: dict[str, Any],
-                     plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    """metadata.json of a run that is about to start training (the schema every later step
-    reads: `cifar_cnn.images.InputSpec.from_metadata` reads ``input`` and ``class_names``)."""
-    return {
-        "name": run.name,
-        "status": RUNNING,
-        "class_names": list(class_names),
-        "input": input_spec,
-        "recipe": recipe,
-        "settings": settings,
-        "dataset": dataset,
-        **({"plan": plan} if plan is not None else {}),
-        "environment": environment_info(),
-        "epochs_done": 0,
-    }
-
-
-def resumable_run(path: str | os.PathLike[str]) -> tuple[RunDir, dict[str, Any]]:
-    """An unfinished run directory and its metadata, for ``train --resume``.
-
-    Raises:
-        RunError: if it is missing, unreadable or already complete.
-    """
-    run = RunDir(Path(path))
-    meta = run.read_metadata()
-    if meta.get("status") == COMPLETE:
-        raise RunError(f"{run.path} has already finished training ({meta['epochs_done']} "
-                       "epochs); start a new run instead of --resume.")
-    return run, meta
-
-
-def recorded_data(metadata: dict[str, Any], data: Any = None) -> Any:
-    """The data to use with a trained run: `data` if given, else the path the run was
-    trained on if it still exists, else None (the default source; see
-    `cifar_cnn.data.load_cifar10`). The one rule for resume, evaluate and export."""
-    if data is not None:
-        return data
-    recorded = metadata.get("settings", {}).get("data")
-    if recorded in DOWNLOADABLE_DATA and not Path(recorded).exists():
-        return recorded  # "cifar10", "cifar100": the official archive, downloaded once
-    return recorded if recorded and Path(recorded).exists() else None
 
 
 def default_run() -> Path:

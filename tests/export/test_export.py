@@ -89,7 +89,7 @@ def test_export_predicts_like_keras_in_a_fresh_process(fmt, quantize, exports, t
     assert result.parity.passed, result.parity.failures
     assert export_format(result.path) == fmt
     folder = result.path if fmt == "savedmodel" else result.path.parent
-    meta = json.loads((folder / "metadata.json").read_text())
+    meta = json.loads((folder / "metadata.json").read_text())["export"]
     assert meta["format"] == fmt and meta["quantization"] == quantize
     assert meta["output"]["tta"] is None and meta["output"]["calibrated"]
     assert len(meta["source"]["model_sha256"]) == 64
@@ -109,7 +109,7 @@ def test_savedmodel_serves_encoded_images_as_pillow_prepares_them(trained_run, t
     import tensorflow as tf
 
     result = export_run(trained_run, "savedmodel", out=tmp_path / "sm", data=tiny_data)
-    measured = result.metadata["serve_bytes"]
+    measured = result.card.export["serve_bytes"]
     assert measured["max_pixel_diff"] <= 3, measured  # PNG and JPEG, 40 to 640 px
     assert measured["max_abs_prob_diff_vs_pillow"] < 0.05
 
@@ -190,7 +190,7 @@ def test_airbench_custom_layers_export(tiny_data, tmp_path) -> None:
         result = export_run(run, fmt, quantize=quantize, data=tiny_data)
         assert result.parity.passed, (fmt, result.parity.failures)
         assert result.parity.max_abs_prob_diff < 1e-5
-        assert result.metadata["source"]["dtype"] == "mixed_bfloat16"
+        assert result.card.export["source"]["dtype"] == "mixed_bfloat16"
     assert sorted(p.name for p in (run / "export").iterdir()) == ["litert", "onnx",
                                                                   "savedmodel"]
 

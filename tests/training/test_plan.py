@@ -135,3 +135,14 @@ def test_plan_line_reads_as_a_sentence() -> None:
                                "steps, about 3 min")
     assert Plan(60, 32, 32, 1, 1, None, 12.0).describe().endswith("1 epoch = 1 step, about 10 s")
     assert plan.to_dict()["seconds"] == 185.0 and math.isfinite(plan.to_dict()["seconds"])
+
+
+def test_a_recipe_built_in_python_keeps_its_batch_and_epochs() -> None:
+    r = get_recipe("fast94").replace(epochs=3, batch_size=500)
+    sized, plan = size_run(r, 2_400, TrainConfig(recipe=r), fine_tune=False, image_size=32,
+                           chosen={}, notes=[], init=None)
+    assert (sized.batch_size, sized.epochs) == (500, 3)
+    assert plan.chosen["epochs"] == plan.chosen["batch_size"] == "the recipe"
+    named, _ = size_run(get_recipe("fast94"), 2_400, TrainConfig(recipe="fast94"),
+                        fine_tune=False, image_size=32, chosen={}, notes=[], init=None)
+    assert named.batch_size < 2_000  # a recipe by name is sized to the data

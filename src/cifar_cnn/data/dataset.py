@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cifar_cnn.card import ModelCard
 from cifar_cnn.data.folders import label_dtype, short_sides
 from cifar_cnn.data.sources import (
     DOWNLOAD_NAMES,
@@ -29,7 +30,6 @@ from cifar_cnn.data.summary import DataSummary, DataWarning, SkippedFile
 from cifar_cnn.errors import ConfigError, DataError
 from cifar_cnn.files import atomic_path
 from cifar_cnn.images import DEFAULT_RESIZE, MAX_PIXELS, check_resize
-from cifar_cnn.runs import recorded_data
 
 DATA_ENV = "CIFAR_CNN_DATA"
 CACHE_ENV = "CIFAR_CNN_CACHE"
@@ -463,15 +463,14 @@ def load_cifar10(
     return load_dataset(data, cache_dir=cache_dir, use_cache=use_cache, **options)
 
 
-def load_run_data(metadata: dict[str, Any], data: str | os.PathLike[str] | CifarData | None = None
+def load_run_data(card: ModelCard, data: str | os.PathLike[str] | CifarData | None = None
                   ) -> CifarData:
-    """The data of a trained run, loaded as training loaded it (image size, resize policy,
-    hold-out): `data` if given, else the data the run recorded (see
-    `cifar_cnn.runs.recorded_data`). The one loader of evaluate, export and resume."""
-    settings = metadata.get("settings", {})
-    shape = (metadata.get("input") or {}).get("shape") or [32]
-    return load_dataset(recorded_data(metadata, data), image_size=int(shape[0]),
-                        resize=(metadata.get("input") or {}).get("resize", DEFAULT_RESIZE),
-                        strict=bool(settings.get("strict", False)),
-                        val_split=float(settings.get("val_split", 0.2)),
-                        seed=int(settings.get("seed", 0)))
+    """The data of a trained model, loaded as training loaded it (image size, resize
+    policy, hold-out): `data` if given, else the data its card recorded (see
+    `cifar_cnn.card.ModelCard.recorded_data`). The one loader of evaluate, export and
+    resume."""
+    return load_dataset(card.recorded_data(data), image_size=card.input.height,
+                        resize=card.input.resize,
+                        strict=bool(card.settings.get("strict", False)),
+                        val_split=float(card.settings.get("val_split", 0.2)),
+                        seed=card.seed)

@@ -84,9 +84,9 @@ def evaluate(
         raise ConfigError(f"corruption_images must be at least 1. Received: {corruption_images}")
     t0 = time.perf_counter()
     rd = open_run(run)
-    meta = rd.read_metadata()
     clf = Classifier.load(rd.path)
-    ds = load_run_data(meta, data)
+    card = clf.card
+    ds = load_run_data(card, data)
     if split == "test" and not ds.has_test and ds.has_val:
         split = "val"  # data without a test split: its validation split is the exam
     if list(ds.class_names) != list(clf.class_names):
@@ -95,20 +95,20 @@ def evaluate(
             f"{list(clf.class_names)} that {rd.path} was trained on."
         )
     use_tta, _ = clf.options(tta, False)
-    x, y = evaluation_split(ds, meta.get("settings", {}), split)
+    x, y = evaluation_split(ds, card.settings, split)
     # The one check of the predictions and names; everything below is told to trust them.
     probs, y = validate_probs_and_labels(clf.raw_probs(x, use_tta), y)
     class_names = check_class_names(clf.class_names, probs.shape[1])
     metrics = classification_metrics(y, probs, class_names, check_input=False)
 
-    has_val = bool(meta.get("settings", {}).get("val_size"))
+    has_val = bool(card.val_size)
     if tta_key(use_tta) in clf.temperatures:  # fitted after training on held-out images
         temperature = clf.temperatures[tta_key(use_tta)]
-        source = (clf.calibration or {}).get("fit_on", "validation split")
+        source = card.calibration.fit_on if card.calibration else "validation split"
     elif has_val:  # a run trained without calibration: fit it now, on its validation split
-        val_x, val_y = evaluation_split(ds, meta["settings"], "val")
+        val_x, val_y = evaluation_split(ds, card.settings, "val")
         calibration = calibrate_model(clf.model, val_x, val_y, fit_on="validation split",
-                                      seed=meta["settings"].get("seed"))
+                                      seed=card.settings.get("seed"))
         rd.write_calibration(calibration)
         temperature = calibration["modes"][tta_key(use_tta)]["temperature"]
         source = "validation split"
@@ -124,9 +124,9 @@ def evaluate(
         ece_calibrated=float(expected_calibration_error(calibrated, y, check_input=False)),
         log_loss_calibrated=float(log_loss(y, calibrated, labels=range(len(class_names)))),
         run=rd.name,
-        model=meta.get("recipe", {}).get("model"),
-        recipe=meta.get("recipe", {}).get("name"),
-        dataset_fingerprint_matches=(ds.fingerprint == meta.get("dataset", {}).get("fingerprint")),
+        model=card.network,
+        recipe=card.recipe_name,
+        dataset_fingerprint_matches=(ds.fingerprint == card.dataset.get("fingerprint")),
     )
     if chosen:
         n = len(y) if corruption_images is None else int(corruption_images)
@@ -159,9 +159,9 @@ def evaluate(
                                        "flip_translate": "flips of the image and of two "
                                        "1-pixel shifts"}.get(use_tta or "", "none"),
             "temperature learned on": source,
-            "trained for": f"{meta.get('epochs_done', '?')} epochs, seed "
-            f"{meta.get('settings', {}).get('seed', '?')}",
-            "training time": f"{meta.get('train_seconds', '?')} s",
+            "trained for": f"{card.epochs_done if card.epochs_done is not None else '?'} "
+            f"epochs, seed {card.settings.get('seed', '?')}",
+            "training time": f"{card.train_seconds if card.train_seconds is not None else '?'} s",
         }
         write_report(
             rd.report,

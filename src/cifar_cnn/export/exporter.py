@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from cifar_cnn.calibration import apply_temperature, temperatures_from
+from cifar_cnn.calibration import apply_temperature, tta_key
+from cifar_cnn.card import ModelCard, read_run_card
 from cifar_cnn.data import CifarData, load_run_data
 from cifar_cnn.environment import environment_info
 from cifar_cnn.errors import ConfigError, ExportParityError, RunError
@@ -33,7 +34,6 @@ from cifar_cnn.runs import (
     PARITY_FILE,
     default_run,
     open_run,
-    recorded_data,
     resolve_artifact,
 )
 from cifar_cnn.runtimes import open_runner
@@ -53,7 +53,7 @@ class ExportResult:
     """Where the export is, what it records, and how it compared with the Keras model."""
 
     path: Path  # the SavedModel folder, or the .tflite / .onnx file
-    metadata: dict[str, Any]
+    card: ModelCard  # what its metadata.json holds; ``card.export``: format, parity...
     parity: parity.ParityReport
 
 
@@ -177,27 +177,25 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
                           f"{', '.join(str(q) for q in FORMATS[format])}. "
                           f"Received: quantize={quantize!r}")
     src = open_run(run)
-    meta = src.read_metadata()
-    if data is None and recorded_data(meta) is None:
+    card = read_run_card(src)
+    if data is None and card.recorded_data() is None:
         raise ConfigError("The parity gate runs the export on the run's test images, and this "
                           "run recorded no data it can find again: give --data (the data it "
                           "was trained on). Received: data=None")
-    ds = load_run_data(meta, data)
+    ds = load_run_data(card, data)
     # The gate's images: the run's test split, else its validation split.
     x_gate, y_gate = (ds.x_test, ds.y_test) if ds.has_test else (ds.x_val, ds.y_val)
     if x_gate is None or not len(x_gate):
         raise ConfigError("The parity gate needs labelled images the run did not train on, "
                           "and this data has neither a test nor a validation split: give "
                           "--data with a test/ folder.")
-    calibration = src.read_calibration()
-    temperature = temperatures_from(calibration).get("none") if calibration else None
+    temperature = card.temperatures.get(tta_key(None))
     name = format + (f"-{quantize}" if quantize else "")
     out = Path(out) if out is not None else default_out(src.path, name)
 
     model = keras.saving.load_model(src.model, compile=False, safe_mode=True)
-    spec = InputSpec.from_metadata(meta, model_shape=model.input_shape,
-                                   num_classes=int(model.output_shape[-1]),
-                                   default_class_names=ds.class_names)
+    spec = card.fitted_to(model.input_shape, int(model.output_shape[-1]),
+                          default_class_names=ds.class_names).input
     reference = graph.float32_model(model, export_layers=False)
     ref_probs = predict_probs(reference, x_gate)
     run_precision = graph.precision(model)
@@ -230,33 +228,34 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
         report.extra["reference"] = ("the run's Keras model in float32 (its own layers), "
                                      "calibrated probabilities, no test-time augmentation")
         report.extra["test_images"] = ds.source + ("" if ds.has_test else " (validation split)")
-        export_meta = {
+        export = {
             "format": format,
             "quantization": quantize,
             "model_file": None if format == "savedmodel" else model_path.name,
-            "class_names": list(spec.class_names),
-            "input": {**spec.to_metadata(),
-                      "preprocessing": RESIZE_METHOD + " (done by the caller)"},
+            "preprocessing": RESIZE_METHOD + " (done by the caller)",
             "output": {"name": "probs", "calibrated": temperature is not None,
                        "temperature": temperature, "tta": None,
                        "note": "calibrated for no test-time augmentation; TTA is not in the "
                                "graph"},
-            "source": {"run": str(src.path.resolve()), "name": meta.get("name"),
+            "source": {"run": str(src.path.resolve()), "name": card.name,
                        "model_sha256": sha256_file(src.model),
-                       "recipe": meta.get("recipe", {}).get("name"),
-                       "dtype": run_precision,
-                       "recipe_tta": meta.get("recipe", {}).get("tta")},
-            "environment": {**environment_info(), "packages": _versions()},
+                       "recipe": card.recipe_name, "dtype": run_precision,
+                       "recipe_tta": card.default_tta},
+            "packages": _versions(),
             "parity": report.summary(),
         }
         if format == "savedmodel":
-            export_meta["signatures"] = {
+            export["signatures"] = {
                 "serving_default": "pixels: uint8 (N, H, W, 3) -> probs: float32 (N, C)"}
             if spec.resize == "crop":  # the in-graph decoder centre-crops
-                export_meta["signatures"]["serve_bytes"] = (
+                export["signatures"]["serve_bytes"] = (
                     "images: string (N,) encoded PNG/JPEG/GIF/BMP -> probs")
-                export_meta["serve_bytes"] = measure_serve_bytes(stage, x_gate[:5], spec)
-        write_json(stage / EXPORT_METADATA_FILE, export_meta)
+                export["serve_bytes"] = measure_serve_bytes(stage, x_gate[:5], spec)
+        # The run's card, as an export: its own input spec, no calibration of its own (the
+        # temperature is in the graph), this machine's environment.
+        export_card = card.replace(input=spec, calibration=None, export=export,
+                                   environment=environment_info())
+        write_json(stage / EXPORT_METADATA_FILE, export_card.to_metadata())
         write_json(stage / PARITY_FILE, report.to_dict())
         if not report.passed:
             raise ExportParityError(
@@ -265,4 +264,4 @@ def export_run(run: str | os.PathLike[str], format: str = "savedmodel", *,
                 f"to {out}.", report.to_dict())
         _replace(stage, out)
     final = out if format == "savedmodel" else out / EXPORT_FILES[format]
-    return ExportResult(final, export_meta, report)
+    return ExportResult(final, export_card, report)

@@ -14,13 +14,13 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from cifar_cnn.calibration import apply_temperature, temperatures_from, tta_key
+from cifar_cnn.calibration import apply_temperature, tta_key
+from cifar_cnn.card import ModelCard, read_card
 from cifar_cnn.data.sources import CLASS_NAMES
 from cifar_cnn.errors import ConfigError, ImageError, RunError
 from cifar_cnn.images import MAX_PIXELS, InputSpec, expand_inputs
@@ -85,38 +85,46 @@ class Classifier:
         [[('cat', 0.81), ('dog', 0.12), ('frog', 0.03)]]
     """
 
-    def __init__(self, model: Any, spec: InputSpec | Sequence[str], *,
-                 tta: bool | str = False, temperatures: dict[str, float] | None = None,
-                 source: str = "", baked_temperature: float | None = None,
-                 metadata: dict[str, Any] | None = None,
-                 calibration: dict[str, Any] | None = None, name: str | None = None) -> None:
+    def __init__(self, model: Any, card: ModelCard, *, source: str = "") -> None:
         self.model = model
-        if not isinstance(spec, InputSpec):  # class names alone: the model's input shape
-            shape = model.input_shape
-            spec = InputSpec(int(shape[1]), int(shape[2]), int(shape[3]),
-                             class_names=tuple(spec))
-        self.spec = spec
-        self.tta = tta_mode(tta)  # the run's default test-time augmentation, or None
-        self.temperatures = dict(temperatures or {})  # {tta key: temperature}
+        self.card = card  # what the model is: classes, input spec, TTA, calibration, ...
         self.source = source
-        self.metadata = dict(metadata or {})  # the run's or export's metadata.json
-        self.calibration = calibration  # the run's calibration, as `RunDir.read_calibration`
-        # What the model is served and reported as: its run's name, else its file's.
-        self.name = name or str(self.metadata.get("name") or Path(source).stem or "model")
-        # An export computes calibrated probabilities itself (`cifar_cnn.export`): the
-        # temperature it applies, for no test-time augmentation; None for a Keras model.
-        self.baked_temperature = baked_temperature
-        if baked_temperature is not None:
-            self.temperatures = {tta_key(None): baked_temperature}
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.card.input
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return self.spec.class_names
+        return self.card.class_names
 
     @property
     def input_size(self) -> tuple[int, int]:
         """``(width, height)`` of the model's input, as Pillow counts."""
-        return self.spec.size
+        return self.card.input.size
+
+    @property
+    def name(self) -> str:
+        """What the model is served and reported as: its run's name, else its file's."""
+        return self.card.name
+
+    @property
+    def tta(self) -> str | None:
+        """The model's default test-time augmentation (its recipe's), or None."""
+        return tta_mode(self.card.default_tta)
+
+    @property
+    def baked_temperature(self) -> float | None:
+        """The temperature an export applies itself (calibrated probabilities out, for no
+        test-time augmentation); None for a Keras model."""
+        return self.card.baked_temperature
+
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """``{tta key: temperature}``: the run's calibration, or an export's baked one."""
+        if self.baked_temperature is not None:
+            return {tta_key(None): self.baked_temperature}
+        return self.card.temperatures
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | Artifact | None = None) -> Classifier:
@@ -133,16 +141,11 @@ class Classifier:
             RunError: if no model is found there, or it cannot be loaded.
         """
         art = path if isinstance(path, Artifact) else resolve_artifact(path)
-        meta = art.read_metadata()
         if art.kind == "export":
             runner = open_runner(art)
-            spec = InputSpec.from_metadata(meta, model_shape=runner.input_shape,
-                                           num_classes=len(meta.get("class_names") or
-                                                           CLASS_NAMES))
-            output = meta.get("output", {})
-            baked = output.get("temperature") if output.get("calibrated") else None
-            return cls(runner, spec, tta=False, source=str(art.model), baked_temperature=baked,
-                       metadata=meta, name=art.name)
+            card = read_card(art, model_shape=runner.input_shape,
+                             num_classes=len(CLASS_NAMES), default_class_names=CLASS_NAMES)
+            return cls(runner, card, source=str(art.model))
         import keras
 
         try:
@@ -150,14 +153,10 @@ class Classifier:
         except Exception as e:
             raise RunError(f"{art.model} could not be loaded as a Keras model "
                            f"({type(e).__name__}: {str(e).splitlines()[0]}).") from e
-        spec = InputSpec.from_metadata(meta, model_shape=model.input_shape,
-                                       num_classes=int(model.output_shape[-1]),
-                                       default_class_names=CLASS_NAMES)
-        calibration = art.read_calibration()
-        return cls(model, spec, tta=meta.get("recipe", {}).get("tta", False),
-                   temperatures=temperatures_from(calibration) if calibration else {},
-                   source=str(art.model), metadata=meta, calibration=calibration,
-                   name=meta.get("name") or art.name)
+        card = read_card(art, model_shape=model.input_shape,
+                         num_classes=int(model.output_shape[-1]),
+                         default_class_names=CLASS_NAMES)
+        return cls(model, card, source=str(art.model))
 
     def _batch(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         return self.spec.batch(images)

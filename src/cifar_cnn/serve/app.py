@@ -5,7 +5,7 @@ Routes (all described at /docs and /openapi.json):
 - ``POST /v1/predict``: image files in (multipart or a raw body), labels and probabilities out.
 - ``POST /v1/models/{name}:predict`` (and ``.../versions/{version}:predict``),
   ``GET /v1/models/{name}``: TensorFlow Serving's REST API.
-- ``GET /v1/model``: the run's metadata; ``GET /healthz``, ``GET /readyz``: for probes.
+- ``GET /v1/model``: the model's card; ``GET /healthz``, ``GET /readyz``: for probes.
 - ``GET /``: a page to try the model in a browser; ``GET /static/...``: its files.
 
 Every error is ``{"error": "<what was wrong and what to do>"}``, as TF Serving words its
@@ -205,7 +205,7 @@ def create_app(run: str | os.PathLike[str] | None, *, max_bytes: int = 10_000_00
         return _status(service, name, version)
 
     @app.get("/v1/model", response_model=schemas.ModelInfo, tags=["model"],
-             summary="The model: class names, input, recipe, metrics, calibration, limits")
+             summary="The model's card: classes, input, recipe, plan, metrics, calibration, limits")
     async def model_info() -> JSONResponse:
         return JSONResponse(service.info())
 

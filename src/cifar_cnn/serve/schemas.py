@@ -59,17 +59,27 @@ class ModelStatus(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """The run's metadata.json (class names, input, recipe, final metrics, calibration)."""
+    """The model's card (`cifar_cnn.card.ModelCard`, its public entries) and how it is
+    served."""
 
     model_config = ConfigDict(extra="allow")
 
     name: str
-    version: str
+    version: str = Field(description="the first 12 hex digits of the model file's SHA-256")
     class_names: list[str]
-    input: dict[str, Any]
-    recipe: dict[str, Any] | None = None
+    input: dict[str, Any] = Field(description="shape, dtype, range, resize policy")
+    recipe: dict[str, Any] | None = Field(None, description="the resolved training recipe")
+    plan: dict[str, Any] | None = Field(
+        None, description="what training chose for the data (image size, batch, epochs, the "
+        "model it started from) and what decided each")
     final_metrics: dict[str, Any] | None = None
-    calibration: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = Field(
+        None, description="the temperature per test-time augmentation mode")
+    epochs_done: int | None = None
+    provenance: dict[str, Any] | None = Field(
+        None, description="how a packaged model was made and measured")
+    export: dict[str, Any] | None = Field(
+        None, description="an export's format, quantization, baked temperature and source")
     default_tta: str | None = Field(description="the test-time augmentation of tta=default")
     calibrated: bool = Field(description="whether the model has calibration temperatures")
     limits: dict[str, float] = Field(description="what one request may send")

@@ -23,12 +23,6 @@ from cifar_cnn.serve.errors import NotReadyError, RequestError
 
 T = TypeVar("T")
 
-# metadata.json entries shown by GET /v1/model (settings and environment stay private: they
-# hold paths and machine facts of the training host).
-PUBLIC_METADATA = ("class_names", "input", "recipe", "final_metrics", "calibration",
-                   "epochs_done", "provenance")
-
-
 @dataclass(frozen=True)
 class Limits:
     """What one request may send; anything over is refused with a 4xx before the model.
@@ -90,10 +84,6 @@ class ModelService:
         self.classifier = Classifier.load(run)
         self.default_tta, _ = self.classifier.options(tta, False)
         self.limits = limits or Limits()
-        self.metadata: dict[str, Any] = dict(self.classifier.metadata)
-        if "calibration" not in self.metadata and self.classifier.calibration:
-            self.metadata["calibration"] = {k: v for k, v in self.classifier.calibration.items()
-                                            if k != "seed"}
         self.name = self.classifier.name
         self.version = file_version(Path(self.classifier.source))
         self.ready = False
@@ -211,8 +201,6 @@ class ModelService:
     def info(self) -> dict[str, Any]:
         """GET /v1/model: what the model is, how it was trained and measured, and the limits."""
         clf = self.classifier
-        meta = {k: self.metadata[k] for k in PUBLIC_METADATA if k in self.metadata}
-        meta.setdefault("input", clf.spec.to_metadata())
-        return {"name": self.name, "version": self.version, **meta,
-                "class_names": list(clf.class_names), "default_tta": self.default_tta,
-                "calibrated": clf.is_calibrated, "limits": self.limits.to_dict()}
+        return {"name": self.name, "version": self.version, **clf.card.public(),
+                "default_tta": self.default_tta, "calibrated": clf.is_calibrated,
+                "limits": self.limits.to_dict()}

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from cifar_cnn.card import read_card
 from cifar_cnn.errors import ConfigError, RunError
 from cifar_cnn.models import leaf_layers
 from cifar_cnn.recipes import Recipe
@@ -58,12 +59,11 @@ def init_source(init: str | os.PathLike[str]) -> InitSource:
     if art.format != "keras":
         raise RunError(f"--init needs a Keras model (a run directory or a .keras file); "
                        f"{art.model} is a {art.format} export. Received: init={str(init)!r}")
-    meta = art.read_metadata()
-    shape = (meta.get("input") or {}).get("shape")
-    recipe = meta.get("recipe") or {}
-    return InitSource(art.model, recipe.get("model"), tuple(meta.get("class_names") or ()),
-                      tuple(shape) if shape else None, dict(recipe.get("model_options") or {}),
-                      recipe.get("name"))
+    card = read_card(art)
+    r = card.recipe
+    return InitSource(art.model, card.network, card.class_names, card.input.shape,
+                      dict(r.model_options) if r is not None else {},
+                      r.name if r is not None else None)
 
 
 def head_layer(net: keras.Model) -> keras.layers.Layer:

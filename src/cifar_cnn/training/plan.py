@@ -149,7 +149,7 @@ class Plan:
         line = (f"Plan: {self.num_train:,} images at {self.image_size}x{self.image_size}: "
                 f"batch {self.batch_size}, {epochs} = {steps}{when}")
         overridden = [f"--{k.replace('_', '-')}" for k, v in self.chosen.items()
-                      if v.startswith("--")]
+                      if v.startswith("--") and k in ("image_size", "batch_size", "epochs")]
         if overridden:
             line += f" ({', '.join(overridden)} as given)"
         return "\n".join([line, *self.notes])
@@ -304,25 +304,29 @@ def choose_image_size(config: TrainConfig, info: DataInfo) -> tuple[int, str, st
 def size_run(r: Recipe, num_train: int, config: TrainConfig, *, fine_tune: bool,
              image_size: int, chosen: dict[str, str], notes: Sequence[str],
              init: str | None, seconds: Any = None) -> tuple[Recipe, Plan]:
-    """The recipe with its batch and epochs for `num_train` images (`size_schedule`, or
-    ``--batch-size`` / ``--epochs`` as given), and the `Plan` that says so.
+    """The recipe with its batch and epochs for `num_train` images (`size_schedule` for a
+    recipe named or chosen; a `Recipe` object's own; ``--batch-size`` / ``--epochs`` as
+    given), and the `Plan` that says so.
 
     Args:
         seconds: a function of the sized recipe returning its estimated seconds, or None.
     """
-    batch, epochs = size_schedule(r, num_train, fine_tune=fine_tune)
-    rule = "the data" if num_train < RECIPE_SCALE else "the recipe"
+    # A `Recipe` built in Python is taken as it is: its batch and epochs were chosen.
+    sized = num_train < RECIPE_SCALE and not isinstance(config.recipe, Recipe)
+    batch, epochs = (size_schedule(r, num_train, fine_tune=fine_tune) if sized
+                     else (r.batch_size, r.epochs))
+    rule = "the data" if sized else "the recipe"
     chosen = {**chosen, "batch_size": rule, "epochs": rule}
     notes = list(notes)
     if config.batch_size is not None:
         batch, chosen["batch_size"] = config.batch_size, "--batch-size"
-        if batch > num_train:
-            notes.append(f"Batch size {batch} is more than the {num_train} training images: "
-                         f"using {num_train}.")
-            batch = num_train
-        if config.epochs is None and num_train < RECIPE_SCALE:
+        if config.epochs is None and sized:
             epochs = size_schedule(r.replace(batch_size=batch), num_train,
                                    fine_tune=fine_tune)[1]
+    if batch > num_train:  # per-image rates follow the batch
+        notes.append(f"Batch size {batch} is more than the {num_train} training images: "
+                     f"using {num_train}.")
+        batch = num_train
     if config.epochs is not None:
         epochs, chosen["epochs"] = config.epochs, "--epochs"
     r = r.replace(batch_size=batch, epochs=epochs)

@@ -13,6 +13,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,14 @@ import keras
 import numpy as np
 
 from cifar_cnn.calibration import calibrate_model
+from cifar_cnn.card import (
+    Calibration,
+    ModelCard,
+    new_run_card,
+    resumable_run,
+    start_run,
+    stop_run,
+)
 from cifar_cnn.data import (
     CifarData,
     TrainSplits,
@@ -35,16 +44,7 @@ from cifar_cnn.files import atomic_path
 from cifar_cnn.images import InputSpec
 from cifar_cnn.models import create_model, data_dependent_init
 from cifar_cnn.recipes import Recipe
-from cifar_cnn.runs import (
-    COMPLETE,
-    FAILED,
-    INTERRUPTED,
-    RunDir,
-    new_run_dir,
-    new_run_metadata,
-    recorded_data,
-    resumable_run,
-)
+from cifar_cnn.runs import COMPLETE, FAILED, INTERRUPTED, RunDir, new_run_dir
 from cifar_cnn.training.callbacks import (
     EpochTensorBoard,
     Progress,
@@ -63,6 +63,7 @@ from cifar_cnn.training.distribute import (
 )
 from cifar_cnn.training.finetune import (
     FineTune,
+    InitReport,
     freeze_bn_default,
     init_source,
     load_matching_weights,
@@ -179,16 +180,16 @@ def _final_metrics(history: keras.callbacks.History, monitor: str) -> dict[str, 
     }
 
 
-def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
-                   splits: TrainSplits, *, seed: int, verbose: int,
-                   callbacks: Sequence[keras.callbacks.Callback], cluster: Cluster | None,
-                   fine_tune: FineTune | None = None,
+def _build_and_fit(r: Recipe, run: RunDir, ds: CifarData, splits: TrainSplits, *, seed: int,
+                   verbose: int, callbacks: Sequence[keras.callbacks.Callback],
+                   cluster: Cluster | None, fine_tune: FineTune | None = None,
                    class_weight: dict[int, float] | None = None,
-                   ) -> tuple[keras.Model, keras.callbacks.History, float, int]:
+                   ) -> tuple[keras.Model, keras.callbacks.History, float, int, InitReport | None]:
     """Build, initialise (or restore, or load trained weights) and fit the network; save
     model.keras (the chief).
 
-    Returns the network, its history, the training seconds and the epochs done before.
+    Returns the network, its history, the training seconds, the epochs done before, and
+    what was loaded from the model it starts from (None when resuming or from scratch).
     """
     chief = cluster is None or cluster.chief
     keras.utils.set_random_seed(seed)
@@ -219,9 +220,9 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         # Outside the strategy's scope, so that each worker computes it alone (alike).
         sample = np.random.default_rng(seed).permutation(n)[:5000]
         data_dependent_init(net, splits.x_train[np.sort(sample)])
+        report = None
         if fine_tune is not None and not epochs_done:
             report = load_matching_weights(net, fine_tune.source, class_names=ds.class_names)
-            meta["init"] = report.to_dict()
             if verbose and chief:
                 print(f"Fine-tuning {fine_tune.source.model_file}: {report.describe()}",
                       flush=True)
@@ -270,23 +271,9 @@ def _build_and_fit(r: Recipe, run: RunDir, meta: dict[str, Any], ds: CifarData,
         if history is None:  # nothing was left to train
             history = keras.callbacks.History()
             history.history = {}
-        return net, history, train_seconds, resumed_from
+        return net, history, train_seconds, resumed_from, report
     finally:
         keras.config.set_dtype_policy(previous_policy)
-
-
-def _final_settings(config: TrainConfig, r: Recipe, splits: TrainSplits, *,
-                    calibration_size: int, requested: str, reason: str | None,
-                    fine_tune: FineTune | None, init: str | None) -> dict[str, Any]:
-    """The ``"settings"`` of a new run: its `TrainConfig`, with what was resolved (the
-    recipe, the trained model it starts from)."""
-    settings = config.to_dict()
-    settings.update(recipe=r.name, init=config.to_dict()["init"] if config.init else init,
-                    calibration_size=calibration_size, monitor=splits.monitor,
-                    precision={"requested": requested, "used": r.precision, "reason": reason})
-    if fine_tune is not None:
-        settings["bn"] = "frozen" if fine_tune.freeze_bn else "train"
-    return settings
 
 
 def balanced_class_weights(counts: np.ndarray) -> dict[int, float]:
@@ -296,13 +283,166 @@ def balanced_class_weights(counts: np.ndarray) -> dict[int, float]:
     return {i: float(n / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
+@dataclass
+class _Job:
+    """A run ready to fit: where it goes, its card, recipe, data and starting point."""
+
+    run: RunDir
+    card: ModelCard
+    recipe: Recipe
+    ds: CifarData
+    splits: TrainSplits
+    seed: int
+    fine_tune: FineTune | None
+    class_weight: dict[int, float] | None
+
+
+def _class_notes(ds: CifarData, splits: TrainSplits,
+                 class_weight: str | None) -> tuple[list[str], dict[int, float] | None]:
+    """The warning for classes of fewer than 5 training images, and the class weights."""
+    counts = np.bincount(splits.y_train, minlength=ds.num_classes)
+    few = [f"{name} ({c})" for name, c in zip(ds.class_names, counts, strict=True) if c < 5]
+    notes = [f"Warning: classes with fewer than 5 training images: {', '.join(few)}."] if few \
+        else []
+    return notes, balanced_class_weights(counts) if class_weight == "balanced" else None
+
+
+def _estimate(r: Recipe, ds: CifarData, splits: TrainSplits) -> float:
+    """`estimate_seconds` of training `r` on `splits` (the monitored split included)."""
+    net = create_model(r.model, num_classes=ds.num_classes, input_shape=ds.image_shape,
+                       **r.model_options)
+    monitored = 0 if splits.x_val is None else len(splits.x_val)
+    return estimate_seconds(
+        train_flops(r, len(splits.x_train), num_classes=ds.num_classes,
+                    image_shape=ds.image_shape, model=net), r.precision,
+        epochs=r.epochs, eval_flops=r.epochs * monitored * forward_flops(net))
+
+
+def _new_job(config: TrainConfig, cluster: Cluster | None, say: Callable[[str], None]) -> _Job:
+    """Plan a new run (`cifar_cnn.training.plan`): its recipe and starting model, the data at
+    its image size, its splits, batch and epochs; create its folder and card."""
+    info = inspect_data(config.data)
+    start = choose_start(config, info)
+    r = start.recipe.replace(learning_rate=config.learning_rate, precision=config.precision,
+                             calibration_size=config.calibration_size)
+    requested = r.precision
+    used, reason = resolve_precision(requested)
+    r = r.replace(precision=used)  # the run records, and resumes with, what it used
+    if reason:
+        say(f"Precision {requested}: {used} ({reason})")
+    image_size, size_by, size_note = choose_image_size(config, info)
+    ds = load_dataset(config.data, image_size=image_size, resize=config.resize,
+                      strict=config.strict, val_split=config.val_split, seed=config.seed)
+    calibration_size = 0 if config.val_size or ds.has_val else calibration_holdout(
+        r.calibration_size, len(ds.y_train), ds.num_classes)
+    if ds.files:  # an image folder: what was found
+        say(ds.summary.table())
+    splits = train_splits(ds, val_size=config.val_size, calibration_size=calibration_size,
+                          monitor_test=config.monitor_test, seed=config.seed)
+    n_train = len(splits.x_train)
+    init = None if start.source is None else (config.init or "default")
+    r, plan = size_run(r, n_train, config, fine_tune=start.source is not None,
+                       image_size=ds.image_shape[0], init=init,
+                       chosen={**start.chosen, "image_size": size_by},
+                       notes=[*start.notes, *([size_note] if size_note else [])],
+                       seconds=functools.partial(_estimate, ds=ds, splits=splits))
+    notes, class_weight = _class_notes(ds, splits, config.class_weight)
+    fine_tune = None if start.source is None else FineTune(
+        start.source, config.freeze_epochs, config.finetune_lr_mult,
+        freeze_bn_default(config.bn, init, n_train))
+    for note in (plan.describe(), *notes):
+        say(note)
+    if cluster is not None and cluster.kind == "multi-worker":
+        run = RunDir(Path(config.runs_dir) / (config.name or r.name))  # alike everywhere
+        if cluster.chief:
+            run.path.mkdir(parents=True, exist_ok=True)
+    else:
+        run = new_run_dir(config.runs_dir, config.name or r.name)
+    settings = {**config.to_dict(), "recipe": r.name,
+                "init": config.to_dict()["init"] if config.init else init,
+                "calibration_size": calibration_size, "monitor": splits.monitor,
+                "precision": {"requested": requested, "used": r.precision, "reason": reason},
+                **({"bn": "frozen" if fine_tune.freeze_bn else "train"} if fine_tune else {})}
+    card = new_run_card(
+        run, input_spec=InputSpec(*ds.image_shape, resize=config.resize,
+                                  class_names=ds.class_names),
+        recipe=r, settings=settings, plan=plan.to_dict(),
+        dataset={"source": ds.source, "fingerprint": ds.fingerprint, "num_train": n_train,
+                 "num_val": int(config.val_size) or (len(ds.x_val) if ds.has_val else 0),
+                 "num_calibration": int(calibration_size), "num_test": len(ds.x_test),
+                 **({"holdout": ds.holdout} if ds.holdout else {}),
+                 **({"summary": ds.summary.to_dict()} if ds.files else {})})
+    return _Job(run, card, r, ds, splits, config.seed, fine_tune, class_weight)
+
+
+def _resumed_job(config: TrainConfig, say: Callable[[str], None]) -> _Job:
+    """An interrupted run, to go on as it started: its recipe, settings and data.
+
+    Raises:
+        RunError: a finished run, or data other than it was trained on.
+    """
+    run, card = resumable_run(config.resume)
+    settings, r = card.settings, card.recipe
+    ds = load_run_data(card, config.data)
+    if ds.files:
+        say(ds.summary.table())
+    splits = train_splits(ds, val_size=card.val_size,
+                          calibration_size=settings.get("calibration_size", 0),
+                          monitor_test=card.monitor != "none", seed=card.seed)
+    if card.dataset["fingerprint"] != ds.fingerprint:
+        raise RunError(f"The data given differs from the data {run.path} was trained on "
+                       "(dataset fingerprints differ); resume with the same --data.")
+    notes, class_weight = _class_notes(ds, splits, settings.get("class_weight"))
+    for note in notes:
+        say(note)
+    init = settings.get("init")
+    fine_tune = None if init in (None, "none") else FineTune(
+        init_source(init), int(settings.get("freeze_epochs", 0)),
+        float(settings.get("finetune_lr_mult", 1.0)),
+        freeze_bn_default(settings.get("bn"), init, len(splits.x_train)))
+    return _Job(run, card, r, ds, splits, card.seed, fine_tune, class_weight)
+
+
+def _finish(job: _Job, card: ModelCard, net: keras.Model, history: keras.callbacks.History,
+            train_seconds: float, resumed_from: int) -> None:
+    """Calibrate on the held-out images and write the finished run's card.
+
+    Raises:
+        RunError: the network's probabilities are not finite (training diverged).
+    """
+    splits, r = job.splits, job.recipe
+    if splits.y_hold is not None:
+        try:
+            calibration = calibrate_model(
+                net, splits.x_hold, splits.y_hold, seed=job.seed,
+                fit_on="validation split" if splits.monitor == "validation"
+                else "calibration split")
+        except ValueError as e:  # non-finite probabilities: the training diverged
+            reason = (f"the trained network's probabilities on the held-out images are not "
+                      f"usable ({e}): training diverged. Try a lower --lr, more varied "
+                      "images, or another recipe.")
+            stop_run(job.run, card, FAILED, f"RunError: {reason}")
+            raise RunError(f"{job.run.path}: {reason}") from e
+        job.run.write_calibration(calibration)
+        card = card.replace(calibration=Calibration.from_dict(calibration))
+    stop_run(job.run, card.replace(
+        epochs_done=r.epochs,
+        train_seconds=round(train_seconds, 3),  # this process's fit time
+        # The whole run's (resumed or not), counted from layer shapes: see training.work.
+        work=work_summary(r, len(splits.x_train), num_classes=job.ds.num_classes,
+                          image_shape=job.ds.image_shape, model=net),
+        resumed_from_epoch=resumed_from or None,
+        final_metrics=_final_metrics(history, splits.monitor)), COMPLETE)
+
+
 def train(recipe: str | Recipe | TrainConfig | None = None, *,
           callbacks: Sequence[keras.callbacks.Callback] = (), **options: Any) -> RunDir:
     """Train a network and write a run directory.
 
     Args:
         recipe: a `TrainConfig`, or a recipe name (see ``cifar-cnn models``) or `Recipe`
-            whose options follow as keyword arguments.
+            whose options follow as keyword arguments; None: chosen for the data (see
+            `cifar_cnn.training.plan`).
         callbacks: more Keras callbacks for ``model.fit``, called after cifar-cnn's own
             (progress, checkpoints, history.csv, TensorBoard).
         **options: `TrainConfig` fields (they override a given config's): ``model``,
@@ -318,8 +458,8 @@ def train(recipe: str | Recipe | TrainConfig | None = None, *,
             restarted job resumes its last checkpoint.
 
     Returns:
-        The `RunDir` holding model.keras, metadata.json, calibration.json, history.csv,
-        checkpoints/ and tensorboard/.
+        The `RunDir` holding model.keras, metadata.json (the run's `ModelCard`),
+        calibration.json, history.csv, checkpoints/ and tensorboard/.
 
     Raises:
         ConfigError: for an unknown option or an invalid value.
@@ -336,161 +476,43 @@ def train(recipe: str | Recipe | TrainConfig | None = None, *,
     cluster = make_cluster(config.strategy, config.devices)
     chief = cluster is None or cluster.chief
     if cluster is not None and cluster.kind == "multi-worker" and config.resume is None:
-        config = config.replace(resume=multi_worker_run(cluster, config.runs_dir,
-                                                        config.name or config.recipe_name
-                                                        or "run"))
+        config = config.replace(resume=multi_worker_run(
+            cluster, config.runs_dir, config.name or config.recipe_name or "run"))
+    verbose = (1 if sys.stdout.isatty() else 2) if config.verbose == "auto" else config.verbose
 
-    # 1. What to train: a new run's recipe and settings, or a resumed run's own.
-    reason = None  # why "auto" precision chose what it did
-    val_size, seed, data = config.val_size, config.seed, config.data
-    calibration_size, monitor_test = config.calibration_size, config.monitor_test
-    if config.resume is not None:
-        run, meta = resumable_run(config.resume)
-        settings = meta["settings"]
-        r = Recipe.from_dict(meta["recipe"])
-        val_size, seed = settings["val_size"], settings["seed"]
-        calibration_size = settings.get("calibration_size", 0)
-        monitor_test = settings["monitor"] != "none"
-        data = recorded_data(meta, data)
-    else:
-        info = inspect_data(data)
-        start = choose_start(config, info)
-        r = start.recipe.replace(learning_rate=config.learning_rate,
-                                 precision=config.precision, calibration_size=calibration_size)
-        requested = r.precision
-        chosen, reason = resolve_precision(requested)
-        r = r.replace(precision=chosen)  # the run records, and resumes with, what it used
-    verbose = config.verbose
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
-    if reason and verbose and chief:
-        print(f"Precision {requested}: {chosen} ({reason})", flush=True)
+    def say(line: str) -> None:
+        if verbose and chief:
+            print(line, flush=True)
 
-    # 2. The data, split into what is trained on, monitored and held out for calibration.
-    if config.resume is not None:
-        ds = load_run_data(meta, data)
-    else:
-        image_size, size_by, size_note = choose_image_size(config, info)
-        ds = load_dataset(data, image_size=image_size, resize=config.resize,
-                          strict=config.strict, val_split=config.val_split, seed=seed)
-        calibration_size = 0 if val_size or ds.has_val else calibration_holdout(
-            r.calibration_size, len(ds.y_train), ds.num_classes)
-    if verbose and chief and ds.files:  # an image folder: what was found
-        print(ds.summary.table(), flush=True)
-    splits = train_splits(ds, val_size=val_size, calibration_size=calibration_size,
-                          monitor_test=monitor_test, seed=seed)
-    if config.resume is not None and meta["dataset"]["fingerprint"] != ds.fingerprint:
-        raise RunError(f"The data given differs from the data {run.path} was trained on "
-                       "(dataset fingerprints differ); resume with the same --data.")
-    notes = []
-    n_train = len(splits.x_train)
-    if config.resume is None:  # the batch, epochs and starting point sized to the data
-        def seconds(sized: Recipe) -> float:
-            net = create_model(sized.model, num_classes=ds.num_classes,
-                               input_shape=ds.image_shape, **sized.model_options)
-            monitored = 0 if splits.x_val is None else len(splits.x_val)
-            return estimate_seconds(
-                train_flops(sized, n_train, num_classes=ds.num_classes,
-                            image_shape=ds.image_shape, model=net), sized.precision,
-                epochs=sized.epochs, eval_flops=sized.epochs * monitored * forward_flops(net))
-
-        init = None if start.source is None else (config.init or "default")
-        r, plan = size_run(r, n_train, config, fine_tune=start.source is not None,
-                           image_size=ds.image_shape[0], init=init,
-                           chosen={**start.chosen, "image_size": size_by},
-                           notes=[*start.notes, *([size_note] if size_note else [])],
-                           seconds=seconds)
-        notes.append(plan.describe())
-    counts = np.bincount(splits.y_train, minlength=ds.num_classes)
-    few = [f"{name} ({c})" for name, c in zip(ds.class_names, counts, strict=True) if c < 5]
-    if few:
-        notes.append(f"Warning: classes with fewer than 5 training images: {', '.join(few)}.")
-    # What the run was asked for: a resumed run goes on as it started.
-    asked = meta["settings"] if config.resume is not None else {**config.to_dict(),
-                                                                  "init": plan.init}
-    class_weight = (balanced_class_weights(counts)
-                    if asked.get("class_weight") == "balanced" else None)
-    fine_tune = None
-    if asked.get("init") not in (None, "none"):
-        source = (start.source if config.resume is None else init_source(asked["init"]))
-        fine_tune = FineTune(source, int(asked.get("freeze_epochs", 0)),
-                             float(asked.get("finetune_lr_mult", 1.0)),
-                             freeze_bn_default(asked.get("bn"), asked["init"], n_train))
-    if verbose and chief:
-        for note in notes:
-            print(note, flush=True)
-    if config.resume is None:
-        if cluster is not None and cluster.kind == "multi-worker":
-            run = RunDir(Path(config.runs_dir) / (config.name or r.name))  # alike everywhere
-            if chief:
-                run.path.mkdir(parents=True, exist_ok=True)
-        else:
-            run = new_run_dir(config.runs_dir, config.name or r.name)
-        spec = InputSpec(*ds.image_shape, resize=config.resize, class_names=ds.class_names)
-        meta = new_run_metadata(
-            run, class_names=ds.class_names, input_spec=spec.to_metadata(),
-            recipe=r.to_dict(),
-            settings=_final_settings(config, r, splits, calibration_size=calibration_size,
-                                     requested=requested, reason=reason,
-                                     fine_tune=fine_tune, init=plan.init),
-            dataset={"source": ds.source, "fingerprint": ds.fingerprint,
-                     "num_train": len(splits.x_train),
-                     "num_val": int(val_size) or (len(ds.x_val) if ds.has_val else 0),
-                     "num_calibration": int(calibration_size), "num_test": len(ds.x_test),
-                     **({"holdout": ds.holdout} if ds.holdout else {}),
-                     **({"summary": ds.summary.to_dict()} if ds.files else {})},
-            plan=plan.to_dict())
-    if cluster is not None:
-        meta["distribution"] = cluster.describe()
+    # 1. What to train, on what: a new run's plan, or an interrupted run's own settings.
+    job = _resumed_job(config, say) if config.resume is not None else _new_job(
+        config, cluster, say)
+    card = job.card.replace(distribution=cluster.describe()) if cluster else job.card
     if chief:
-        run.start(meta)
+        card = start_run(job.run, card)
 
-    # 3. Fit, from the last checkpoint on when resuming.
+    # 2. Fit, from the last checkpoint on when resuming.
     try:
-        net, history, train_seconds, epochs_done = _build_and_fit(
-            r, run, meta, ds, splits, seed=seed, verbose=int(verbose), callbacks=callbacks,
-            cluster=cluster, fine_tune=fine_tune, class_weight=class_weight)
+        net, history, seconds, resumed_from, loaded = _build_and_fit(
+            job.recipe, job.run, job.ds, job.splits, seed=job.seed, verbose=int(verbose),
+            callbacks=callbacks, cluster=cluster, fine_tune=job.fine_tune,
+            class_weight=job.class_weight)
     except KeyboardInterrupt:
         if chief:
-            run.stop(meta, INTERRUPTED)
+            stop_run(job.run, card, INTERRUPTED)
         print(f"\nInterrupted. Continue from the last finished epoch with:\n"
-              f"  cifar-cnn train --resume {run.path}", file=sys.stderr)
+              f"  cifar-cnn train --resume {job.run.path}", file=sys.stderr)
         raise
     except WorkerLostError:
         if chief:  # the job restarts with every worker and resumes its last checkpoint
-            run.stop(meta, INTERRUPTED, "a worker was lost")
+            stop_run(job.run, card, INTERRUPTED, "a worker was lost")
         raise
     except Exception as e:
         if chief:
             first_line = str(e).splitlines()[0] if str(e) else ""
-            run.stop(meta, FAILED, f"{type(e).__name__}: {first_line}")
+            stop_run(job.run, card, FAILED, f"{type(e).__name__}: {first_line}")
         raise
-    if not chief:
-        return run  # the chief writes the rest
-
-    # 4. Bookkeeping: calibration on the held-out images, final metadata.
-    if splits.y_hold is not None:
-        try:
-            calibration = calibrate_model(
-                net, splits.x_hold, splits.y_hold, seed=seed,
-                fit_on="validation split" if splits.monitor == "validation"
-                else "calibration split")
-        except ValueError as e:  # non-finite probabilities: the training diverged
-            reason = (f"the trained network's probabilities on the held-out images are not "
-                      f"usable ({e}): training diverged. Try a lower --lr, more varied "
-                      "images, or another recipe.")
-            run.stop(meta, FAILED, f"RunError: {reason}")
-            raise RunError(f"{run.path}: {reason}") from e
-        run.write_calibration(calibration)
-        meta["calibration"] = {k: v for k, v in calibration.items() if k != "seed"}
-    meta.update(
-        epochs_done=r.epochs,
-        train_seconds=round(train_seconds, 3),  # this process's fit time
-        # The whole run's (resumed or not), counted from layer shapes: see training.work.
-        work=work_summary(r, len(splits.x_train), num_classes=ds.num_classes,
-                          image_shape=ds.image_shape, model=net),
-        resumed_from_epoch=epochs_done or None,
-        final_metrics=_final_metrics(history, splits.monitor),
-    )
-    run.stop(meta, COMPLETE)
-    return run
+    if chief:  # 3. Calibration on the held-out images, the finished card.
+        _finish(job, card.replace(init=loaded.to_dict()) if loaded else card, net, history,
+                seconds, resumed_from)
+    return job.run
