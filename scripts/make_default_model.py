@@ -41,8 +41,9 @@ def main() -> None:
     args = p.parse_args()
 
     from cifar_cnn import evaluate
+    from cifar_cnn.card import read_run_card, write_run_card
     from cifar_cnn.data import load_cifar10
-    from cifar_cnn.files import sha256_file, write_json
+    from cifar_cnn.files import sha256_file
     from cifar_cnn.predict import Classifier
     from cifar_cnn.pretrained import pack_run
     from cifar_cnn.runs import DEFAULT_MODEL, RunDir
@@ -55,20 +56,17 @@ def main() -> None:
     idx = subset_indices(ds.y_test)
     clf = Classifier.load(packed.path)
     subset_acc = float((clf.predict(ds.x_test[idx]).argmax(1) == ds.y_test[idx]).mean())
-    source = RunDir(args.run).read_metadata()
+    source = read_run_card(RunDir(args.run))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
-    trained_commit = args.trained_commit or source.get("environment", {}).get("commit", "?")
-    default_command = (f"cifar-cnn train --recipe {source['recipe']['name']} --seed "
-                       f"{source['settings']['seed']}")
-    meta = packed.read_metadata()
-    meta["name"] = args.name
-    meta["provenance"] = {
+    trained_commit = args.trained_commit or source.environment.get("commit", "?")
+    default_command = f"cifar-cnn train --recipe {source.recipe_name} --seed {source.seed}"
+    provenance = {
         "trained_with": (f"{args.trained_with or default_command} (cifar-cnn commit "
                          f"{trained_commit})"),
         "packed_by": f"python scripts/make_default_model.py (commit {commit})",
-        "cpu": source.get("environment", {}).get("cpu"),
-        "train_seconds": source.get("train_seconds"),
+        "cpu": source.environment.get("cpu"),
+        "train_seconds": source.train_seconds,
         "source_model_sha256": sha256_file(RunDir(args.run).model),
         "model_sha256": sha256_file(packed.model),
         "weights": "float16 for arrays of 4,096+ values, float32 for the rest",
@@ -79,9 +77,9 @@ def main() -> None:
         "subset_accuracy": subset_acc,
         "subset": f"first {SUBSET_PER_CLASS} test images of each class (1,000), recipe's TTA",
     }
-    write_json(packed.metadata, meta)
+    write_run_card(packed, read_run_card(packed).replace(name=args.name, provenance=provenance))
     print(f"{packed.model}: {packed.model.stat().st_size / 1e6:.2f} MB, sha256 "
-          f"{meta['provenance']['model_sha256']}; test accuracy {metrics['accuracy']:.4f}, "
+          f"{provenance['model_sha256']}; test accuracy {metrics['accuracy']:.4f}, "
           f"subset {subset_acc:.4f}")
 
 

@@ -27,6 +27,8 @@ _EXPORTS = {
     "train": "cifar_cnn.training",
     "TrainConfig": "cifar_cnn.training",
     "InputSpec": "cifar_cnn.images",
+    "ModelCard": "cifar_cnn.card",
+    "load_card": "cifar_cnn.card",
     "evaluate": "cifar_cnn.evaluation",
     "Classifier": "cifar_cnn.predict",
     "load_cifar10": "cifar_cnn.data",

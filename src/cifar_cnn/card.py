@@ -84,11 +84,10 @@ class Calibration:
                    {k: {e: float(v[e]) for e in ("ece_raw", "ece_calibrated") if e in v}
                     for k, v in modes.items()}, d.get("seed"), d.get("seconds"))
 
-    def to_dict(self, *, with_seed: bool = True) -> dict[str, Any]:
-        """The calibration.json form (the card leaves the seed out)."""
-        d: dict[str, Any] = {"fit_on": self.fit_on, "num_images": self.num_images}
-        if with_seed:
-            d["seed"] = self.seed
+    def to_dict(self) -> dict[str, Any]:
+        """The calibration.json form (the card's too)."""
+        d: dict[str, Any] = {"fit_on": self.fit_on, "num_images": self.num_images,
+                             "seed": self.seed}
         d["modes"] = {k: {"temperature": t, **self.ece.get(k, {})}
                       for k, t in self.temperatures.items()}
         if self.seconds is not None:
@@ -228,8 +227,7 @@ class ModelCard:
             "settings": dict(self.settings), "plan": self.plan, "init": self.init,
             "dataset": dict(self.dataset), "distribution": self.distribution,
             "environment": dict(self.environment), "epochs_done": self.epochs_done,
-            "calibration": (self.calibration.to_dict(with_seed=False)
-                            if self.calibration else None),
+            "calibration": self.calibration.to_dict() if self.calibration else None,
             "train_seconds": self.train_seconds, "work": self.work,
             "resumed_from_epoch": self.resumed_from_epoch,
             "final_metrics": self.final_metrics, "provenance": self.provenance,
@@ -269,6 +267,7 @@ class ModelCard:
                            f"{version}; this cifar-cnn reads up to {SCHEMA_VERSION}. Upgrade "
                            "cifar-cnn.")
         rest = dict(meta)
+        rest.pop("schema_version", None)
         export = rest.pop("export", None)
         if version == 1 and "format" in rest:  # an export of version 1
             export = {k: rest.pop(k) for k in ("format", "quantization", "model_file",

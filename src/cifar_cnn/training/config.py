@@ -17,7 +17,7 @@ from typing import Any
 
 from cifar_cnn.errors import ConfigError
 from cifar_cnn.images import DEFAULT_RESIZE, RESIZE_POLICIES
-from cifar_cnn.recipes import Recipe
+from cifar_cnn.recipes import Recipe, get_recipe
 from cifar_cnn.recipes.base import PRECISIONS
 from cifar_cnn.runs import DOWNLOADABLE_DATA
 
@@ -130,6 +130,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "devices", tuple(self.devices))
+        if isinstance(self.recipe, str):
+            get_recipe(self.recipe)  # an unknown name fails here, before any data is read
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}. "
                               f"Received: strategy={self.strategy!r}")

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cifar_cnn.card import read_run_card
 from cifar_cnn.errors import ConfigError, RunError, WorkerLostError
 from cifar_cnn.models import leaf_layers
 from cifar_cnn.runs import COMPLETE, RunDir
@@ -172,7 +173,7 @@ def multi_worker_run(cluster: Cluster, runs_dir: str | os.PathLike[str],
     run = RunDir(Path(runs_dir) / name)
     state = 0
     if run.metadata.is_file():
-        state = 2 if run.read_metadata().get("status") == COMPLETE else 1
+        state = 2 if read_run_card(run).status == COMPLETE else 1
     state = agree(cluster, state, f"states of the run directory {run.path}")
     if state == 2:
         raise RunError(f"{run.path} has already finished training; give the job "
