@@ -73,6 +73,17 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                               "batch 2000 or the whole set, 32 px)",
                               {"recipe": "fast94", "init": "none", "epochs": 12,
                                "batch_size": 2000, "image_size": 32}),
+    # The grid: the default with one choice changed.
+    "g_48px": ("the default at 48 px instead of the size the rule picks",
+               {"image_size": 48}),
+    "g_no_freeze": ("the default without the head-first epochs (`--freeze-epochs 0`)",
+                    {"freeze_epochs": 0}),
+    "g_steps_x2": ("the default with twice the planned epochs (head-first share kept)",
+                   {"steps_mult": 2}),
+    "g_no_distort": ("the default without the robust recipe's distortions (its JPEG share "
+                     "kept)", {"recipe_changes": {"augmentation_options": {"distort": {}}}}),
+    "g_lr_x3": ("the default at 0.3 of the recipe's rates once the whole network trains "
+                "(0.1 by default)", {"finetune_lr_mult": 0.3}),
 }
 
 

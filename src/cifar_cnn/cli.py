@@ -10,11 +10,13 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from cifar_cnn import __version__
 from cifar_cnn.errors import CifarCnnError, WorkerLostError
 from cifar_cnn.export import FORMATS
+from cifar_cnn.serve.limits import Limits, limit_options
 from cifar_cnn.training.config import cli_options
 from cifar_cnn.tta import TTA_CHOICES, TTA_DEFAULT
 
@@ -164,14 +166,11 @@ def _limits(limits: dict[str, float | None]) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from cifar_cnn.predict import MAX_PIXELS
     from cifar_cnn.serve import create_app, run_server
 
     try:
-        app = create_app(args.run, max_bytes=args.max_bytes, max_files=args.max_files,
-                         max_pixels=args.max_pixels or MAX_PIXELS,
-                         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                         tta=args.tta)
+        app = create_app(args.run, tta=args.tta,
+                         **{f.name: getattr(args, f.name) for f in fields(Limits)})
         service = app.state.service
         run_server(app, args.host, args.port,
                    log_level="info" if args.verbose else "warning",
@@ -325,19 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1, this machine only; "
                         "0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
-    p.add_argument("--max-bytes", type=int, default=10_000_000,
-                   help="largest image file accepted, in bytes (default 10000000)")
-    p.add_argument("--max-files", type=int, default=64,
-                   help="most images in one request (default 64)")
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help="refuse images with more pixels than this, before decoding them "
-                        "(decompression bombs; default: cifar_cnn.predict.MAX_PIXELS, 80 "
-                        "megapixels)")
-    p.add_argument("--max-batch-size", type=int, default=64,
-                   help="most images in one model call; concurrent requests share calls "
-                        "(default 64)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits for more images after its first (default 5)")
+    for flag, kwargs in limit_options():  # the service's limits, defaults in `Limits`
+        p.add_argument(flag, **kwargs)
     p.add_argument("--tta", choices=TTA_CHOICES, default=TTA_DEFAULT,
                    help="test-time augmentation of requests that do not choose one (default: "
                         "the run's recipe's; flip_translate costs six model passes per image, "

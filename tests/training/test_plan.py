@@ -22,6 +22,7 @@ from cifar_cnn.training.plan import (
     Plan,
     choose_image_size,
     choose_start,
+    finetune_steps,
     image_size_for,
     size_run,
     size_schedule,
@@ -43,7 +44,7 @@ def test_recipes_are_kept_as_registered_at_cifar_scale(recipe: str) -> None:
 @pytest.mark.parametrize("n", [60, 300, 2_400, 20_000])
 def test_smaller_data_gets_enough_steps(recipe: str, n: int) -> None:
     r = get_recipe(recipe)
-    for fine_tune, target in ((False, MIN_STEPS_SCRATCH), (True, MIN_STEPS_FINETUNE)):
+    for fine_tune, target in ((False, MIN_STEPS_SCRATCH), (True, finetune_steps(n))):
         batch, epochs = size_schedule(r, n, fine_tune=fine_tune)
         assert batch == min(n, r.batch_size) or batch & (batch - 1) == 0  # a power of two
         assert min(n, MIN_BATCH, r.batch_size) <= batch <= min(n, r.batch_size)
@@ -121,7 +122,7 @@ def test_given_batch_and_epochs_override_the_plan_and_say_so() -> None:
                            image_size=64, chosen={}, notes=[], init="default")
     assert sized.batch_size == 100 and plan.chosen["batch_size"] == "--batch-size"
     assert plan.chosen["epochs"] == "the data"
-    assert plan.steps == sized.epochs * 24 >= MIN_STEPS_FINETUNE
+    assert plan.steps == sized.epochs * 24 >= finetune_steps(2_400) > MIN_STEPS_FINETUNE
     _, plan = size_run(r, 300, TrainConfig(batch_size=5_000, epochs=2), fine_tune=False,
                        image_size=32, chosen={}, notes=[], init=None)
     assert (plan.batch_size, plan.epochs, plan.steps) == (300, 2, 2)
@@ -146,3 +147,24 @@ def test_a_recipe_built_in_python_keeps_its_batch_and_epochs() -> None:
     named, _ = size_run(get_recipe("fast94"), 2_400, TrainConfig(recipe="fast94"),
                         fine_tune=False, image_size=32, chosen={}, notes=[], init=None)
     assert named.batch_size < 2_000  # a recipe by name is sized to the data
+
+
+def test_fine_tuning_trains_the_head_alone_first() -> None:
+    r = get_recipe("robust")
+    _, plan = size_run(r, 100, TrainConfig(), fine_tune=True, image_size=32, chosen={},
+                       notes=[], init="default")
+    assert plan.epochs == 50 and plan.freeze_epochs == 10  # a fifth, within the epochs
+    assert plan.chosen["freeze_epochs"] == "the data"
+    assert "(the new head alone for the first 10)" in plan.describe()
+    _, off = size_run(r, 100, TrainConfig(freeze_epochs=0), fine_tune=True, image_size=32,
+                      chosen={}, notes=[], init="default")
+    assert off.freeze_epochs == 0 and off.chosen["freeze_epochs"] == "--freeze-epochs"
+    _, scratch = size_run(r, 100, TrainConfig(), fine_tune=False, image_size=32, chosen={},
+                          notes=[], init=None)
+    assert scratch.freeze_epochs == 0 and "freeze_epochs" not in scratch.chosen
+
+
+def test_fine_tuning_steps_grow_with_the_data() -> None:
+    assert finetune_steps(60) == finetune_steps(1_800) == MIN_STEPS_FINETUNE
+    assert finetune_steps(2_400) == 200 and finetune_steps(5_000) == MIN_STEPS_SCRATCH
+    assert finetune_steps(40_000) == MIN_STEPS_SCRATCH

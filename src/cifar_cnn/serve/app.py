@@ -31,10 +31,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cifar_cnn import __version__
 from cifar_cnn.errors import CifarCnnError, ImageTooLargeError
-from cifar_cnn.predict import MAX_PIXELS
 from cifar_cnn.serve import schemas
 from cifar_cnn.serve.errors import ModelNotFoundError, NotReadyError
-from cifar_cnn.serve.service import Limits, ModelService
+from cifar_cnn.serve.limits import Limits
+from cifar_cnn.serve.service import ModelService
 from cifar_cnn.serve.tf_serving import REQUEST_SCHEMA, parse_predict_request
 from cifar_cnn.serve.uploads import REQUEST_BODY, read_body, read_images
 from cifar_cnn.tta import TTA_CHOICES
@@ -64,9 +64,8 @@ _PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
 TtaOption = Literal[TTA_CHOICES]  # the same choices as the CLI's --tta
 
 
-def create_app(run: str | os.PathLike[str] | None, *, max_bytes: int = 10_000_000,
-               max_files: int = 64, max_pixels: int = MAX_PIXELS, max_batch_size: int = 64,
-               max_wait_ms: float = 5.0, tta: bool | str | None = None) -> FastAPI:
+def create_app(run: str | os.PathLike[str] | None, *, tta: bool | str | None = None,
+               **limits: Any) -> FastAPI:
     """The prediction service for one trained model, as an ASGI app.
 
     The model is loaded here (so a bad run fails now, not at the first request); it is
@@ -76,28 +75,23 @@ def create_app(run: str | os.PathLike[str] | None, *, max_bytes: int = 10_000_00
 
     Args:
         run: a run directory (written by ``cifar-cnn train``) or a ``.keras`` file.
-        max_bytes: the largest image file accepted, in bytes (larger: 413).
-        max_files: the most images in one request (more: 413).
-        max_pixels: the most pixels in one image, checked before decoding (more: 413).
-        max_batch_size: the most images in one model call.
-        max_wait_ms: how long a batch waits for more images after its first.
         tta: the test-time augmentation of requests that leave ``tta`` at "default": None
             for the run's own (its recipe's), else "none", "flip" or "flip_translate".
+        **limits: `Limits` fields (``max_bytes``, ``max_files``, ``max_pixels``,
+            ``max_batch_size``, ``max_wait_ms``); None or left out: the default.
 
     Returns:
         A FastAPI app; run it with any ASGI server (``uvicorn.run(app)``).
 
     Raises:
         RunError: if the model cannot be loaded.
-        ConfigError: for a limit below 1 (or a negative `max_wait_ms`).
+        ConfigError: for an unknown limit, or one below 1 (or a negative `max_wait_ms`).
 
     Example:
         >>> app = create_app("runs/fast94")  # doctest: +SKIP
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
-    limits = Limits(max_bytes=max_bytes, max_files=max_files, max_pixels=max_pixels,
-                    max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
-    service = ModelService(run, limits, tta=tta)
+    service = ModelService(run, Limits.from_options(**limits), tta=tta)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

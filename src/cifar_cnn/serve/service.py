@@ -8,55 +8,19 @@ import gc
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from cifar_cnn.errors import ConfigError, RunError
+from cifar_cnn.errors import RunError
 from cifar_cnn.files import sha256_file
-from cifar_cnn.images import MAX_PIXELS
 from cifar_cnn.predict import Classifier
 from cifar_cnn.serve.batcher import DynamicBatcher
 from cifar_cnn.serve.errors import NotReadyError, RequestError
+from cifar_cnn.serve.limits import Limits
 
 T = TypeVar("T")
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may send; anything over is refused with a 4xx before the model.
-
-    Attributes:
-        max_bytes: the largest image file, in bytes (a larger one: 413).
-        max_files: the most images in one request (more: 413).
-        max_pixels: the most pixels in one image, checked before decoding it (more: 413).
-        max_batch_size: the most images in one model call (see `DynamicBatcher`).
-        max_wait_ms: how long a batch waits for more images after its first.
-    """
-
-    max_bytes: int = 10_000_000
-    max_files: int = 64
-    max_pixels: int = MAX_PIXELS
-    max_batch_size: int = 64
-    max_wait_ms: float = 5.0
-
-    def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_files", "max_pixels", "max_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
-        if self.max_wait_ms < 0:
-            raise ConfigError(f"max_wait_ms must be >= 0. Received: max_wait_ms={self.max_wait_ms}")
-
-    @property
-    def max_request_bytes(self) -> int:
-        """The largest request body: `max_files` files of `max_bytes`, base64-encoded (4/3)
-        plus 64 KiB each for multipart headers or JSON around them."""
-        return self.max_files * (self.max_bytes * 4 // 3 + 64 * 1024)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "max_request_bytes": self.max_request_bytes}
-
 
 def file_version(path: Path) -> str:
     """The first 12 hex digits of the SHA-256 of a file: changes whenever the model does."""

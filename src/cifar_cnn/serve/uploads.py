@@ -20,7 +20,7 @@ from cifar_cnn.serve.errors import (
     RequestError,
     UnsupportedMediaTypeError,
 )
-from cifar_cnn.serve.service import Limits
+from cifar_cnn.serve.limits import Limits
 
 FILE_FIELDS = ("files", "file")
 RAW_BODY_NAME = "body"  # what errors call an image sent as the raw body

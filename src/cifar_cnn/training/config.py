@@ -101,8 +101,9 @@ class TrainConfig:
         "a .keras file (its network, with the recipe's schedule; a new head for new "
         "classes), or none (from scratch). Default: the packaged model on images of your "
         "own, from scratch on CIFAR", metavar="MODEL")
-    freeze_epochs: int = _option(
-        0, "with --init: train the head alone for N epochs first", type=int, metavar="N")
+    freeze_epochs: int | None = _option(
+        None, "fine-tuning: train the head alone for the first N epochs (default: a fifth "
+        "of the epochs; 0: none)", type=int, metavar="N")
     finetune_lr_mult: float = _option(
         0.1, "with --init: the recipe's learning rates are multiplied by this once the whole "
         "network trains (default 0.1)", type=float)
@@ -153,7 +154,8 @@ class TrainConfig:
         if self.bn not in (None, *BN_CHOICES):
             raise ConfigError(f"bn must be one of {', '.join(BN_CHOICES)}. "
                               f"Received: bn={self.bn!r}")
-        if self.freeze_epochs < 0 or (self.freeze_epochs and self.init == "none"):
+        if self.freeze_epochs is not None and (
+                self.freeze_epochs < 0 or (self.freeze_epochs and self.init == "none")):
             raise ConfigError("freeze_epochs must be >= 0, and needs init (the head is trained "
                               f"alone on top of trained weights). Received: freeze_epochs="
                               f"{self.freeze_epochs}, init={self.init!r}")

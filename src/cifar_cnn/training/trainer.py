@@ -348,7 +348,7 @@ def _new_job(config: TrainConfig, cluster: Cluster | None, say: Callable[[str], 
                        seconds=functools.partial(_estimate, ds=ds, splits=splits))
     notes, class_weight = _class_notes(ds, splits, config.class_weight)
     fine_tune = None if start.source is None else FineTune(
-        start.source, config.freeze_epochs, config.finetune_lr_mult,
+        start.source, plan.freeze_epochs, config.finetune_lr_mult,
         freeze_bn_default(config.bn, init, n_train))
     for note in (plan.describe(), *notes):
         say(note)
@@ -360,6 +360,7 @@ def _new_job(config: TrainConfig, cluster: Cluster | None, say: Callable[[str], 
         run = new_run_dir(config.runs_dir, config.name or r.name)
     settings = {**config.to_dict(), "recipe": r.name,
                 "init": config.to_dict()["init"] if config.init else init,
+                "freeze_epochs": plan.freeze_epochs,
                 "calibration_size": calibration_size, "monitor": splits.monitor,
                 "precision": {"requested": requested, "used": r.precision, "reason": reason},
                 **({"bn": "frozen" if fine_tune.freeze_bn else "train"} if fine_tune else {})}
@@ -397,7 +398,7 @@ def _resumed_job(config: TrainConfig, say: Callable[[str], None]) -> _Job:
         say(note)
     init = settings.get("init")
     fine_tune = None if init in (None, "none") else FineTune(
-        init_source(init), int(settings.get("freeze_epochs", 0)),
+        init_source(init), int(settings.get("freeze_epochs") or 0),
         float(settings.get("finetune_lr_mult", 1.0)),
         freeze_bn_default(settings.get("bn"), init, len(splits.x_train)))
     return _Job(run, card, r, ds, splits, card.seed, fine_tune, class_weight)
