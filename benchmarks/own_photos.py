@@ -68,7 +68,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "before_fast94_init": ("before issue 38: `--recipe fast94 --init default` (12 epochs at "
                            "batch 2000 or the whole set, 32 px, rates x0.1)",
                            {"recipe": "fast94", "init": "BACKBONE", "epochs": 12,
-                            "batch_size": 2000, "image_size": 32}),
+                            "batch_size": 2000, "image_size": 32, "freeze_epochs": 0}),
     "before_fast94_scratch": ("before issue 38: `--recipe fast94` from scratch (12 epochs at "
                               "batch 2000 or the whole set, 32 px)",
                               {"recipe": "fast94", "init": "none", "epochs": 12,

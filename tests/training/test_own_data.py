@@ -119,3 +119,23 @@ def test_small_data_trains_with_a_plan_and_fine_tunes(tmp_path: Path) -> None:
     np.testing.assert_allclose(keras.ops.convert_to_numpy(tuned.weights[first]),
                                keras.ops.convert_to_numpy(packaged.weights[first]),
                                atol=1e-2)
+
+
+@pytest.mark.slow  # `cifar-cnn train` in a process of its own
+def test_a_class_of_one_photo_trains_with_a_warning(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, n in (("cat", 12), ("dog", 12), ("owl", 1)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / name / f"{i}.jpg")
+    r = cli("train", "--data", str(tmp_path / "data"), "--epochs", "2", "--runs-dir",
+            str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "classes with fewer than 5 training images: owl (1)" in r.stdout
+    assert "(the new head alone for the first 1)" in r.stdout
+    meta = json.loads((tmp_path / "runs/robust/metadata.json").read_text())
+    assert meta["class_names"] == ["cat", "dog", "owl"] and meta["status"] == "complete"
+    assert meta["dataset"]["summary"]["counts"]["train"][2] == 1  # the owl trains, none held

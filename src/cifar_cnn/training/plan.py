@@ -6,10 +6,11 @@ thousand photos the same batch of 2,000 makes one optimizer step an epoch, and 1
 are 12 steps: far too few. So a run on fewer images than the recipe was written for keeps
 the recipe's rates per image and its schedule's shape, and sizes its batch and epochs to
 the data (`size_schedule`); on photos larger than CIFAR's it trains at a larger side
-(`image_size_for`); and on classes of its own it starts from the packaged model
-(`default_init`). Each rule and the measurements behind it: benchmarks/README.md, "Own
-photos". Every choice is printed (`Plan.describe`) and recorded in the run's metadata under
-``"plan"``; ``--epochs``, ``--batch-size``, ``--image-size`` and ``--init`` override them.
+(`image_size_for`); on classes of its own it starts from the packaged model
+(`choose_start`), training the new head alone first. Each rule and the measurements behind
+it: benchmarks/README.md, "Own photos". Every choice is printed (`Plan.describe`) and
+recorded in the run's card under ``"plan"``; ``--epochs``, ``--batch-size``,
+``--image-size``, ``--init`` and ``--freeze-epochs`` override them.
 """
 
 from __future__ import annotations
