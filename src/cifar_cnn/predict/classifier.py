@@ -243,6 +243,13 @@ class Classifier:
         return predictions(names, probs, self.class_names, k=top_k, calibrated=calibrated,
                            tta=tta)
 
+    def records(self, names: Sequence[str], raw: np.ndarray, *, tta: str | None,
+                calibrated: bool, top_k: int = 3) -> list[Prediction]:
+        """The `Prediction` records of a batch from `raw_probs` (mode `tta`): calibrated as
+        asked, then made into records; what a server asks once per request."""
+        return self.predictions(names, self.finish(raw, tta, calibrated), top_k=top_k,
+                                calibrated=calibrated, tta=tta)
+
     def classify(self, images: ImageLike | Sequence[ImageLike], top_k: int = 3,
                  **kwargs: Any) -> list[list[tuple[str, float]]]:
         """Top-k ``(class name, probability)`` pairs for each image."""

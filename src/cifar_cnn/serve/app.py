@@ -132,27 +132,21 @@ def create_app(run: str | os.PathLike[str] | None, *, tta: bool | str | None = N
         (`curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg'`). Any size and format
         Pillow reads; each is centre-cropped and resized to the model's input. If any file
         is unusable the request fails, naming it."""
-        mode, use_calibration = service.options(tta, calibrated)
-        files = await read_images(request, service.limits)
-        x = await service.batch(files)
-        probs = await service.probabilities(x, tta=mode, calibrated=use_calibration)
-        return JSONResponse({
-            "model": {"name": service.name, "version": service.version},
-            "predictions": service.predictions([name for name, _ in files], probs,
-                                               top_k=top_k, calibrated=use_calibration,
-                                               tta=mode)})
+        ask = service.ask(tta, calibrated, top_k)
+        records = await service.predict(await read_images(request, service.limits), ask)
+        return JSONResponse({"model": {"name": service.name, "version": service.version},
+                             "predictions": [r.to_dict() for r in records]})
 
     async def tf_predict(request: Request, name: str, version: str | None, tta: str,
                          calibrated: bool | None) -> JSONResponse:
         _check_model(service, name, version)
-        mode, use_calibration = service.options(tta, calibrated)
+        ask = service.ask(tta, calibrated)
         body = await read_body(request, service.limits.max_request_bytes)
         key, images = await run_in_threadpool(
             parse_predict_request, body, max_files=service.limits.max_files,
             max_bytes=service.limits.max_bytes)
-        probs = await service.probabilities(await service.batch(images), tta=mode,
-                                            calibrated=use_calibration)
-        return JSONResponse({key: probs.tolist()})
+        records = await service.predict(images, ask)
+        return JSONResponse({key: [list(r.probabilities.values()) for r in records]})
 
     tf_doc = dict(
         response_model=schemas.TFServingPredictResponse, tags=["TensorFlow Serving"],

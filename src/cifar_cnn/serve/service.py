@@ -8,6 +8,7 @@ import gc
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,12 +16,23 @@ import numpy as np
 
 from cifar_cnn.errors import RunError
 from cifar_cnn.files import sha256_file
-from cifar_cnn.predict import Classifier
+from cifar_cnn.predict import Classifier, Prediction
 from cifar_cnn.serve.batcher import DynamicBatcher
 from cifar_cnn.serve.errors import NotReadyError, RequestError
 from cifar_cnn.serve.limits import Limits
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A prediction request's resolved options: the TTA mode, whether to calibrate, and how
+    many classes to list."""
+
+    tta: str | None
+    calibrated: bool
+    top_k: int = 1
+
 
 def file_version(path: Path) -> str:
     """The first 12 hex digits of the SHA-256 of a file: changes whenever the model does."""
@@ -102,19 +114,48 @@ class ModelService:
             self._pool.shutdown(wait=True)
         self._batcher = self._pool = None
 
-    def options(self, tta: str, calibrated: bool | None) -> tuple[str | None, bool]:
-        """The TTA mode and whether to calibrate, from a request's ``tta`` and ``calibrated``
-        (see `Classifier.options`; "default" is the server's mode).
+    def ask(self, tta: str, calibrated: bool | None, top_k: int = 1) -> Ask:
+        """A request's options checked and resolved (see `Classifier.options`; ``tta``
+        "default" is the server's mode), before its images are read.
 
         Raises:
             RequestError: for an option the model cannot honour (calibrated=true without
                 calibration, TTA on an export).
         """
         try:
-            return self.classifier.options(self.default_tta if tta == "default" else tta,
-                                           calibrated)
+            mode, use_calibration = self.classifier.options(
+                self.default_tta if tta == "default" else tta, calibrated)
         except RunError as e:
             raise RequestError(str(e)) from None
+        return Ask(mode, use_calibration, top_k)
+
+    async def predict(self, items: Sequence[tuple[str, bytes | Any]],
+                      ask: Ask) -> list[Prediction]:
+        """A `Prediction` per ``(name, image)`` pair: decoded in the thread pool by the model's
+        `InputSpec`, through the model in the shared `DynamicBatcher`, then made into records
+        by one `Classifier.records` call.
+
+        An image is the bytes of an image file, or an HxWx3 nested list of 0..255 values.
+
+        Raises:
+            ImageError: naming the first image (in order) that cannot be used.
+            NotReadyError: before `start` has finished.
+        """
+        if self._batcher is None:
+            raise NotReadyError("The model is not loaded yet; wait for GET /readyz to answer "
+                                "200.")
+        spec, max_pixels = self.classifier.spec, self.limits.max_pixels
+
+        def decode(item: tuple[str, bytes | Any]) -> np.ndarray:
+            name, image = item
+            if isinstance(image, bytes):
+                return spec.decode(image, name, max_pixels=max_pixels)
+            return spec.from_array(image, name, max_pixels=max_pixels)
+
+        x = np.stack(await self._in_pool(decode, items))
+        raw = await self._batcher.submit(x, ask.tta)
+        return self.classifier.records([name for name, _ in items], raw, tta=ask.tta,
+                                       calibrated=ask.calibrated, top_k=ask.top_k)
 
     async def _in_pool(self, fn: Callable[..., T], items: Sequence[Any]) -> list[T]:
         """`fn` on every item in the decoder threads; the first failure in order is raised."""
@@ -128,39 +169,6 @@ class ModelService:
             if isinstance(r, BaseException):
                 raise r
         return results
-
-    async def batch(self, items: Sequence[tuple[str, bytes | Any]]) -> np.ndarray:
-        """The model's input batch for ``(name, image)`` pairs, decoded in the thread pool
-        by the model's `InputSpec`.
-
-        An image is the bytes of an image file, or an HxWx3 nested list of 0..255 values.
-
-        Raises:
-            ImageError: naming the first image (in order) that cannot be used.
-        """
-        spec, max_pixels = self.classifier.spec, self.limits.max_pixels
-
-        def one(item: tuple[str, bytes | Any]) -> np.ndarray:
-            name, image = item
-            if isinstance(image, bytes):
-                return spec.decode(image, name, max_pixels=max_pixels)
-            return spec.from_array(image, name, max_pixels=max_pixels)
-
-        return np.stack(await self._in_pool(one, items))
-
-    async def probabilities(self, x: np.ndarray, *, tta: str | None,
-                            calibrated: bool) -> np.ndarray:
-        """Class probabilities for a batch, through the shared `DynamicBatcher`."""
-        if self._batcher is None:
-            raise NotReadyError("The model is not loaded yet; wait for GET /readyz to answer "
-                                "200.")
-        return self.classifier.finish(await self._batcher.submit(x, tta), tta, calibrated)
-
-    def predictions(self, names: Sequence[str], probs: np.ndarray, *, top_k: int,
-                    calibrated: bool, tta: str | None) -> list[dict[str, Any]]:
-        """The JSON records of POST /v1/predict, one per file (`Classifier.predictions`)."""
-        return [p.to_dict() for p in self.classifier.predictions(
-            names, probs, top_k=top_k, calibrated=calibrated, tta=tta)]
 
     def info(self) -> dict[str, Any]:
         """GET /v1/model: what the model is, how it was trained and measured, and the limits."""
