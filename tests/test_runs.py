@@ -134,8 +134,8 @@ def test_resolve_artifact_says_why_there_is_no_model(tmp_path: Path, status: str
 
 
 def test_split_model_and_inputs(tmp_path: Path) -> None:
+    from cifar_cnn.cli import split_model_and_inputs
     from cifar_cnn.errors import CifarCnnError
-    from cifar_cnn.runs import split_model_and_inputs
 
     run = _fake_run(tmp_path / "r")
     image = tmp_path / "cat.png"

@@ -99,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_cnn.predict import MAX_PIXELS, Classifier
-    from cifar_cnn.runs import resolve_artifact, split_model_and_inputs
+    from cifar_cnn.runs import resolve_artifact
 
     model, inputs = split_model_and_inputs(args.inputs)
     artifact = resolve_artifact(model)
@@ -375,3 +375,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(2)
         return 2
+
+
+def split_model_and_inputs(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[MODEL] IMAGE...``: a leading run, ``.keras`` file or export is the model (None:
+    the packaged default); the rest are inputs.
+
+    A first argument that names nothing and cannot be an image or a pattern is taken for
+    a mistyped model, better reported as such than as an unreadable image.
+
+    Raises:
+        CifarCnnError: if the only argument is a model.
+    """
+    import glob
+
+    from cifar_cnn.images import IMAGE_SUFFIXES
+    from cifar_cnn.runs import is_model_path
+
+    first = items[0]
+    p = Path(first)
+    missing_model = (len(items) > 1 and not p.exists()
+                     and p.suffix.lower() not in IMAGE_SUFFIXES and not glob.has_magic(first))
+    if is_model_path(first) or missing_model:
+        if len(items) == 1:
+            raise CifarCnnError(f"No images given: {first} is a model; add image files, "
+                                "directories or patterns after it.")
+        return first, list(items[1:])
+    return None, list(items)

@@ -1,9 +1,9 @@
 """Run directories, exports and the packaged model: every file name, and what a path is.
 
-The one owner of artifacts: the names of every file a run or an export holds, reading and
-writing run metadata and calibration, the run's lifecycle (running, interrupted, failed,
-complete), and `resolve_artifact`, which says what any model argument is (a run
-directory, a ``.keras`` file, an export, or the packaged default model).
+The one owner of artifacts' paths: the names of every file a run or an export holds,
+reading and writing those files (what ``metadata.json`` means, and a run's lifecycle, are
+the model card's: `cifar_cnn.card`), and `resolve_artifact`, which says what any model
+argument is (a run directory, a ``.keras`` file, an export, or the packaged default model).
 
 A run directory is the interface between training, evaluation, prediction and export::
 
@@ -30,19 +30,16 @@ The names are the constants below; code elsewhere uses them (or the `RunDir` and
 from __future__ import annotations
 
 import csv
-import glob
 import math
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cifar_cnn.errors import CifarCnnError, RunError
+from cifar_cnn.errors import RunError
 from cifar_cnn.files import read_json, write_json
-from cifar_cnn.images import IMAGE_SUFFIXES
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -379,28 +376,6 @@ def is_model_path(arg: str | os.PathLike[str]) -> bool:
     if p.is_dir():
         return (p / MODEL_FILE).is_file() or (p / METADATA_FILE).is_file()
     return p.suffix == ".keras"
-
-
-def split_model_and_inputs(items: Sequence[str]) -> tuple[str | None, list[str]]:
-    """``[MODEL] IMAGE...``: a leading run, ``.keras`` file or export is the model (None:
-    the packaged default); the rest are inputs.
-
-    A first argument that names nothing and cannot be an image or a pattern is taken for
-    a mistyped model, better reported as such than as an unreadable image.
-
-    Raises:
-        CifarCnnError: if the only argument is a model.
-    """
-    first = items[0]
-    p = Path(first)
-    missing_model = (len(items) > 1 and not p.exists()
-                     and p.suffix.lower() not in IMAGE_SUFFIXES and not glob.has_magic(first))
-    if is_model_path(first) or missing_model:
-        if len(items) == 1:
-            raise CifarCnnError(f"No images given: {first} is a model; add image files, "
-                                "directories or patterns after it.")
-        return first, list(items[1:])
-    return None, list(items)
 
 
 def new_run_dir(root: str | os.PathLike[str], name: str) -> RunDir:
