@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cifar_cnn.calibration import Calibration, read_calibration, write_calibration
 from cifar_cnn.errors import RunError
 from cifar_cnn.runs import RunDir, read_history_csv
 
@@ -106,7 +107,7 @@ def test_resolve_artifact_tells_every_kind_apart(tmp_path: Path) -> None:
         art = resolve_artifact(given)
         assert (art.kind, art.format, art.model) == ("export", "litert",
                                                     export / "model.tflite")
-        assert art.metadata_file == export / "metadata.json" and art.read_calibration() is None
+        assert art.metadata_file == export / "metadata.json" and art.run is None
     saved = tmp_path / "sm"
     saved.mkdir()
     (saved / "saved_model.pb").write_bytes(b"x")
@@ -150,22 +151,21 @@ def test_split_model_and_inputs(tmp_path: Path) -> None:
 
 
 def test_calibration_has_one_format(tmp_path: Path) -> None:
-    run = RunDir(tmp_path)
-    assert run.read_calibration() is None
-    with pytest.raises(ValueError, match="modes"):
-        run.write_calibration({"temperature": 1.5})
+    path = RunDir(tmp_path).calibration
+    assert read_calibration(path) is None
     cal = {"fit_on": "calibration split", "num_images": 10, "seed": 0,
-           "modes": {"none": {"temperature": 0.5}}, "seconds": 1.0}
-    run.write_calibration(cal)
-    assert run.read_calibration() == cal
+           "modes": {"none": {"temperature": 0.5, "ece_raw": 0.1, "ece_calibrated": 0.02}},
+           "seconds": 1.0}
+    write_calibration(path, Calibration.from_dict(cal))
+    assert json.loads(path.read_text()) == cal
+    assert read_calibration(path) == Calibration.from_dict(cal)
     # A run from before per-mode calibration: its one temperature serves every mode.
-    run.calibration.write_text(json.dumps({"temperature": 2.0, "fit_on": "validation split"}))
-    old = run.read_calibration()
-    assert {k: v["temperature"] for k, v in old["modes"].items()} == {
-        "none": 2.0, "flip": 2.0, "flip_translate": 2.0}
-    run.calibration.write_text("{oops")
+    path.write_text(json.dumps({"temperature": 2.0, "fit_on": "validation split"}))
+    assert read_calibration(path).temperatures == {"none": 2.0, "flip": 2.0,
+                                                   "flip_translate": 2.0}
+    path.write_text("{oops")
     with pytest.raises(RunError, match=r"calibration\.json is unreadable"):
-        run.read_calibration()
+        read_calibration(path)
 
 
 def test_recorded_data_is_one_rule(tmp_path: Path) -> None:

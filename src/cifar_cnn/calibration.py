@@ -5,19 +5,27 @@ A classifier is *calibrated* when, among the images it labels with confidence ``
 miscalibration of CNNs, over-confidence, with a single scalar temperature fitted on held-out
 data (Guo et al., 2017, "On Calibration of Modern Neural Networks").
 
-Everything here is pure numpy/scipy so it can run without TensorFlow; `calibrate_model`
-runs a model given to it.
+The one module of calibration: fitting (`calibrate_model`), applying (`apply_temperature`),
+and what is kept of it, `Calibration`: a run's ``calibration.json`` (`read_calibration`,
+`write_calibration`) and the model card's ``"calibration"`` entry. Everything here is pure
+numpy/scipy so it can run without TensorFlow; `calibrate_model` runs a model given to it.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
+from cifar_cnn.errors import RunError
+from cifar_cnn.files import read_json, write_json
 from cifar_cnn.tta import TTA_MODES, predict_probs
 
 # Probabilities are clipped to this before taking logs, so a hard 0 does not become -inf.
@@ -264,12 +272,6 @@ def fit_calibration(probs_by_tta: dict[str | None, np.ndarray], y_true: np.ndarr
     return out
 
 
-def temperatures_from(calibration: dict[str, Any]) -> dict[str, float]:
-    """``{tta key: temperature}`` from a run's calibration (`cifar_cnn.runs.RunDir.
-    read_calibration` gives it in this one format)."""
-    return {k: float(v["temperature"]) for k, v in calibration["modes"].items()}
-
-
 def calibrate_model(model: Any, x: np.ndarray, y: np.ndarray, *, fit_on: str,
                     seed: int | None = None,
                     modes: tuple[str | None, ...] | None = None) -> dict[str, Any]:
@@ -283,10 +285,82 @@ def calibrate_model(model: Any, x: np.ndarray, y: np.ndarray, *, fit_on: str,
         modes: the TTA modes to fit (default: none and every mode of `TTA_MODES`).
 
     Returns:
-        A run's calibration (what `cifar_cnn.runs.RunDir.write_calibration` stores).
+        The temperatures and their ECE before and after, with what they were fitted on.
     """
     t0 = time.perf_counter()
     fitted = fit_calibration({m: predict_probs(model, x, tta=m)
                               for m in (modes or (None, *TTA_MODES))}, y)
-    return {"fit_on": fit_on, "num_images": len(y), "seed": seed, "modes": fitted,
-            "seconds": round(time.perf_counter() - t0, 3)}
+    return Calibration.from_dict({"fit_on": fit_on, "num_images": len(y), "seed": seed,
+                                  "modes": fitted,
+                                  "seconds": round(time.perf_counter() - t0, 3)})
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Temperature scaling fitted after training, one temperature per TTA mode.
+
+    Attributes:
+        temperatures: TTA key ("none", "flip", "flip_translate") -> temperature.
+        fit_on: the images it was fitted on ("calibration split", "validation split").
+        num_images: how many.
+        ece: TTA key -> ``{"ece_raw", "ece_calibrated"}`` on those images.
+        seed: the seed that chose them. seconds: how long fitting took.
+    """
+
+    temperatures: Mapping[str, float]
+    fit_on: str = "validation split"
+    num_images: int | None = None
+    ece: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    seed: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        """From calibration.json or the card's ``"calibration"`` entry; files from before
+        per-mode calibration held one ``temperature``, read as every mode's.
+
+        Raises:
+            KeyError, TypeError, ValueError: for a malformed entry.
+        """
+        if "modes" not in d:
+            t = float(d["temperature"])
+            modes: Mapping[str, Mapping[str, Any]] = {
+                k: {"temperature": t} for k in ("none", "flip", "flip_translate")}
+        else:
+            modes = d["modes"]
+        return cls({k: float(v["temperature"]) for k, v in modes.items()},
+                   d.get("fit_on", "validation split"), d.get("num_images"),
+                   {k: {e: float(v[e]) for e in ("ece_raw", "ece_calibrated") if e in v}
+                    for k, v in modes.items()}, d.get("seed"), d.get("seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The calibration.json form (the card's too)."""
+        d: dict[str, Any] = {"fit_on": self.fit_on, "num_images": self.num_images,
+                             "seed": self.seed}
+        d["modes"] = {k: {"temperature": t, **self.ece.get(k, {})}
+                      for k, t in self.temperatures.items()}
+        if self.seconds is not None:
+            d["seconds"] = self.seconds
+        return d
+
+
+def read_calibration(path: str | os.PathLike[str]) -> Calibration | None:
+    """A run's calibration.json (`cifar_cnn.runs.RunDir.calibration`), or None if there is
+    none.
+
+    Raises:
+        RunError: if the file is unreadable or holds no temperature.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.from_dict(read_json(path))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{path} is unreadable ({type(e).__name__}: {e}); delete it to use "
+                       "uncalibrated probabilities.") from e
+
+
+def write_calibration(path: str | os.PathLike[str], calibration: Calibration) -> None:
+    """Write a run's calibration.json (`Calibration.to_dict`), whole or not at all."""
+    write_json(Path(path), calibration.to_dict())

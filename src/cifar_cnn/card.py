@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifar_cnn.calibration import Calibration, read_calibration
 from cifar_cnn.environment import environment_info
 from cifar_cnn.errors import ConfigError, RunError
 from cifar_cnn.images import DEFAULT_RESIZE, InputSpec
@@ -44,55 +45,6 @@ _KEYS = ("schema_version", "name", "status", "error", "class_names", "input", "r
 # hold paths and facts of the training host).
 PUBLIC = ("class_names", "input", "recipe", "plan", "final_metrics", "calibration",
           "epochs_done", "provenance", "export")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Temperature scaling fitted after training, one temperature per TTA mode.
-
-    Attributes:
-        temperatures: TTA key ("none", "flip", "flip_translate") -> temperature.
-        fit_on: the images it was fitted on ("calibration split", "validation split").
-        num_images: how many.
-        ece: TTA key -> ``{"ece_raw", "ece_calibrated"}`` on those images.
-        seed: the seed that chose them. seconds: how long fitting took.
-    """
-
-    temperatures: Mapping[str, float]
-    fit_on: str = "validation split"
-    num_images: int | None = None
-    ece: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    seed: int | None = None
-    seconds: float | None = None
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
-        """From calibration.json or the card's ``"calibration"`` entry; files from before
-        per-mode calibration held one ``temperature``, read as every mode's.
-
-        Raises:
-            KeyError, TypeError, ValueError: for a malformed entry.
-        """
-        if "modes" not in d:
-            t = float(d["temperature"])
-            modes: Mapping[str, Mapping[str, Any]] = {
-                k: {"temperature": t} for k in ("none", "flip", "flip_translate")}
-        else:
-            modes = d["modes"]
-        return cls({k: float(v["temperature"]) for k, v in modes.items()},
-                   d.get("fit_on", "validation split"), d.get("num_images"),
-                   {k: {e: float(v[e]) for e in ("ece_raw", "ece_calibrated") if e in v}
-                    for k, v in modes.items()}, d.get("seed"), d.get("seconds"))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The calibration.json form (the card's too)."""
-        d: dict[str, Any] = {"fit_on": self.fit_on, "num_images": self.num_images,
-                             "seed": self.seed}
-        d["modes"] = {k: {"temperature": t, **self.ece.get(k, {})}
-                      for k, t in self.temperatures.items()}
-        if self.seconds is not None:
-            d["seconds"] = self.seconds
-        return d
 
 
 @dataclass(frozen=True)
@@ -343,7 +295,8 @@ def read_card(artifact: Artifact, *, model_shape: Sequence[int | None] | None = 
                                    default_class_names=default_class_names)
     if artifact.kind == "export":  # served and reported by its own name
         return card.replace(name=artifact.name)
-    calibration = read_calibration(artifact.run) if artifact.run is not None else None
+    calibration = (read_calibration(artifact.run.calibration) if artifact.run is not None
+                   else None)
     return card.replace(calibration=calibration)
 
 
@@ -369,28 +322,12 @@ def read_run_card(run: RunDir) -> ModelCard:
         RunError: if it is missing or unreadable.
     """
     return ModelCard.from_metadata(run.read_metadata(), name=run.name).replace(
-        calibration=read_calibration(run))
+        calibration=read_calibration(run.calibration))
 
 
 def write_run_card(run: RunDir, card: ModelCard) -> None:
     """Write a run's metadata.json from its card."""
     run.write_metadata(card.to_metadata())
-
-
-def read_calibration(run: RunDir) -> Calibration | None:
-    """A run's calibration.json, or None if it has none.
-
-    Raises:
-        RunError: if the file is unreadable or holds no temperature.
-    """
-    data = run.read_calibration()
-    if data is None:
-        return None
-    try:
-        return Calibration.from_dict(data)
-    except (ValueError, KeyError, TypeError) as e:
-        raise RunError(f"{run.calibration} is unreadable ({type(e).__name__}: {e}); "
-                       "delete it to use uncalibrated probabilities.") from e
 
 
 def start_run(run: RunDir, card: ModelCard) -> ModelCard:

@@ -135,46 +135,6 @@ class RunDir:
     def write_metadata(self, metadata: dict[str, Any]) -> None:
         write_json(self.metadata, metadata)
 
-    def read_calibration(self) -> dict[str, Any] | None:
-        """The run's calibration.json in its one format, or None if the run has none.
-
-        The format (`cifar_cnn.calibration.fit_calibration` makes ``modes``)::
-
-            {"fit_on": "calibration split", "num_images": 1000, "seed": 0,
-             "modes": {"none": {"temperature": 0.49, "ece_raw": ..., "ece_calibrated": ...},
-                       "flip": {...}, "flip_translate": {...}},
-             "seconds": 5.3}
-
-        Runs from before per-mode calibration stored one ``temperature``; it is read as the
-        temperature of every mode.
-
-        Raises:
-            RunError: if the file is unreadable or holds no temperature.
-        """
-        if not self.calibration.is_file():
-            return None
-        try:
-            data = read_json(self.calibration)
-            if "modes" not in data:
-                t = float(data["temperature"])
-                data = {"fit_on": data.get("fit_on", "validation split"),
-                        "num_images": data.get("num_images"), "seed": data.get("seed"),
-                        "modes": {k: {"temperature": t}
-                                  for k in ("none", "flip", "flip_translate")}}
-            for mode in data["modes"].values():
-                float(mode["temperature"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise RunError(f"{self.calibration} is unreadable ({type(e).__name__}: {e}); "
-                           "delete it to use uncalibrated probabilities.") from e
-        return data
-
-    def write_calibration(self, calibration: dict[str, Any]) -> None:
-        """Write calibration.json (see `read_calibration` for the format)."""
-        if "modes" not in calibration:
-            raise ValueError("calibration must hold per-mode temperatures under 'modes'. "
-                             f"Received keys: {sorted(calibration)}")
-        write_json(self.calibration, calibration)
-
     def read_history(self) -> dict[str, list[float]]:
         """The run's history.csv as columns (see `read_history_csv`); ``{}`` if the run has
         none.
@@ -318,11 +278,6 @@ class Artifact:
             return read_json(f)
         except (OSError, ValueError) as e:
             raise RunError(f"{f} is unreadable ({e}).") from e
-
-    def read_calibration(self) -> dict[str, Any] | None:
-        """The run's calibration (`RunDir.read_calibration`); None for an export (which
-        applies its temperature in its graph) or a bare model file."""
-        return self.run.read_calibration() if self.run is not None else None
 
     @property
     def name(self) -> str:

@@ -12,7 +12,7 @@ vectorised steps, one group of images per operation.
 The levels are ours, chosen as a spread rather than fitted to any benchmark; the
 corruption benchmark (`cifar_cnn.evaluation.corruptions`) is the exam, and its held-out
 corruptions (speckle noise, Gaussian blur, spatter, saturate) plus a validation split are
-where the shares are chosen (benchmarks/README.md, "Robustness").
+where the shares are chosen (benchmarks/HISTORY.md, "Robustness").
 """
 
 from __future__ import annotations

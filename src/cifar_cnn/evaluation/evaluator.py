@@ -16,6 +16,7 @@ from cifar_cnn.calibration import (
     fit_temperature,
     tta_key,
     validate_probs_and_labels,
+    write_calibration,
 )
 from cifar_cnn.data import CifarData, evaluation_split, load_run_data
 from cifar_cnn.data.split import stratified_subset
@@ -109,8 +110,8 @@ def evaluate(
         val_x, val_y = evaluation_split(ds, card.settings, "val")
         calibration = calibrate_model(clf.model, val_x, val_y, fit_on="validation split",
                                       seed=card.settings.get("seed"))
-        rd.write_calibration(calibration)
-        temperature = calibration["modes"][tta_key(use_tta)]["temperature"]
+        write_calibration(rd.calibration, calibration)
+        temperature = calibration.temperatures[tta_key(use_tta)]
         source = "validation split"
     else:
         temperature = fit_temperature(probs, y, check_input=False)

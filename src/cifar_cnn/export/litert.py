@@ -1,7 +1,7 @@
 """LiteRT (TensorFlow Lite) export of the float32 export graph.
 
 Quantizations (default model, `cifar-cnn export` on the 10,000 test images: see
-benchmarks/README.md, "Export: parity, size and speed"):
+benchmarks/HISTORY.md, "Export: parity, size and speed"):
 
 - None: float32, the same ops as the SavedModel.
 - ``"float16"``: weights stored in float16, computed in float32: half the size.

@@ -26,7 +26,7 @@ MUON_SGD_OPTIONS = {
 
 # 12 epochs, not airbench's 8: with the JPEG share and 1,000 images kept back for
 # calibration, 8 epochs stopped at 93.58% with TTA (test set, 3 seeds), 10 at 93.87%, 12
-# reached 94.0% over 5 seeds (benchmarks/README.md, "fast94 towards 94.0%").
+# reached 94.0% over 5 seeds (benchmarks/HISTORY.md, "fast94 towards 94.0%").
 FAST94 = register_recipe(
     Recipe(
         name="fast94",
@@ -76,7 +76,7 @@ LEAN94 = register_recipe(
 # never the test set: batch 1000 over 6 epochs at batch 2000 (90.86% vs 90.70% with TTA,
 # and faster), GELU over ReLU once fused (91.28% vs 91.00%), lossless images only (a JPEG
 # share cost this small network 1-2 points on lossless images). The timings are in
-# benchmarks/results/ablation-quick-* and robustness-quick-*; benchmarks/README.md tells
+# benchmarks/results/ablation-quick-* and robustness-quick-*; benchmarks/HISTORY.md tells
 # the story.
 QUICK = register_recipe(
     FAST94.replace(
@@ -97,7 +97,7 @@ QUICK = register_recipe(
 # faintest patch directions (and pixel noise with them) at 4.5x instead of 32x. Each choice
 # was made on a 5,000-image validation split, scored on the benchmark's 4 held-out
 # corruptions (speckle noise, Gaussian blur, spatter, saturate), never the 15 it reports;
-# the rows are in benchmarks/README.md, "Robustness to common corruptions". On that split
+# the rows are in benchmarks/HISTORY.md, "Robustness to common corruptions". On that split
 # (seed 0, one run each): at 8 epochs clean 92.86% with TTA against fast94's 93.78%, held-out
 # corruptions 87.6% against 73.1%; the distortions leave the network short of epochs (91.2%
 # training accuracy in the last epoch against 95.9%), and 16 epochs (1.9x the time of

@@ -3,7 +3,7 @@
 bfloat16 halves the memory traffic of every convolution, and where the hardware multiplies
 it natively (x86 CPUs with AVX512_BF16 or AMX, NVIDIA GPUs from Ampere on) fast94 trains
 faster in it. Elsewhere oneDNN emulates it, and a training step ran several times slower
-than in float32 (benchmarks/README.md, "Precision"). So ``"auto"`` takes
+than in float32 (benchmarks/HISTORY.md, "Precision"). So ``"auto"`` takes
 ``mixed_bfloat16`` only where it is native, else ``float32``.
 """
 

@@ -20,9 +20,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from cifar_cnn.calibration import calibrate_model
+from cifar_cnn.calibration import calibrate_model, write_calibration
 from cifar_cnn.card import (
-    Calibration,
     ModelCard,
     new_run_card,
     resumable_run,
@@ -424,8 +423,8 @@ def _finish(job: _Job, card: ModelCard, net: keras.Model, history: keras.callbac
                       "images, or another recipe.")
             stop_run(job.run, card, FAILED, f"RunError: {reason}")
             raise RunError(f"{job.run.path}: {reason}") from e
-        job.run.write_calibration(calibration)
-        card = card.replace(calibration=Calibration.from_dict(calibration))
+        write_calibration(job.run.calibration, calibration)
+        card = card.replace(calibration=calibration)
     stop_run(job.run, card.replace(
         epochs_done=r.epochs,
         train_seconds=round(train_seconds, 3),  # this process's fit time
