@@ -10,16 +10,15 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import PercentFormatter
 
 from cifar_cnn.evaluation.metrics import finite_or_none, format_number, format_percent
 from cifar_cnn.evaluation.plots import (
     accuracy_key,
-    draw_no_data,
     history_column,
     history_epochs,
     history_series,
     save_figure,
+    style_curve_axes,
 )
 
 COLUMNS = ("run", "epochs", "train acc", "held-out acc", "test acc", "macro F1", "ECE")
@@ -81,16 +80,8 @@ def plot_comparison(runs: Sequence[Mapping[str, Any]]) -> Figure:
                 x, y = series
                 ax.plot(x, y, linestyle=style, color=color, linewidth=1.7)
                 drew = True
-        ax.set_title(title, fontsize=12, fontweight="bold")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy" if is_acc else "loss")
-        if not drew:
-            draw_no_data(ax, f"no {title.lower()} history in any run")
-            continue
-        if is_acc:
-            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(True, alpha=0.3)
+        style_curve_axes(ax, title, is_acc=is_acc, drew=drew,
+                         empty=f"no {title.lower()} history in any run")
     # Only runs that drew something get a legend entry.
     handles = [
         Line2D([], [], color=colors[i % len(colors)], linewidth=2.5, label=str(run["name"]))

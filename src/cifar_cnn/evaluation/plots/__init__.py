@@ -43,6 +43,7 @@ from cifar_cnn.evaluation.plots.history import (
     history_epochs,
     history_series,
     plot_training_curves,
+    style_curve_axes,
 )
 from cifar_cnn.evaluation.plots.per_class import plot_per_class_metrics
 from cifar_cnn.evaluation.plots.reliability import plot_reliability
@@ -68,5 +69,6 @@ __all__ = [
     "plot_top_confusions",
     "plot_training_curves",
     "save_figure",
+    "style_curve_axes",
     "tick_layout",
 ]

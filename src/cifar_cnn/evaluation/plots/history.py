@@ -58,6 +58,22 @@ def history_series(
     return epochs[:n], col[:n]
 
 
+
+def style_curve_axes(ax: Any, title: str, *, is_acc: bool, drew: bool, empty: str) -> bool:
+    """Title, labels, ticks and grid of one panel of training curves (accuracy as percent), or
+    the `empty` message where nothing was drawn; returns `drew`."""
+    ax.set_title(title, fontsize=12, fontweight="bold")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy" if is_acc else "loss")
+    if not drew:
+        draw_no_data(ax, empty)
+        return False
+    if is_acc:
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, alpha=0.3)
+    return True
+
 def plot_training_curves(
     history: Mapping[str, Sequence[float]], *, val_label: str = "validation"
 ) -> Figure:
@@ -114,17 +130,9 @@ def plot_training_curves(
                     linestyle="none",
                     label=f"best {val_label} {format_percent(value)} (epoch {epoch:g})",
                 )
-        ax.set_title(title, fontsize=12, fontweight="bold")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy" if is_acc else "loss")
-        if not drew:
-            draw_no_data(ax, f"no {title.lower()} columns in the history")
-            continue
-        if is_acc:
-            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize=9)
+        if style_curve_axes(ax, title, is_acc=is_acc, drew=drew,
+                            empty=f"no {title.lower()} columns in the history"):
+            ax.legend(loc="best", fontsize=9)
     fig.suptitle("Training curves", fontsize=14, fontweight="bold")
     fig.tight_layout()
     return fig
